@@ -1,0 +1,400 @@
+//! Diagnostics: one struct for every problem specc reports, its stable codes, and renderers.
+//!
+//! Stages build [`Diagnostic`]s and never print; the CLI picks a renderer
+//! ([`render_human`] or [`render_json`]) that only reads them.
+
+use crate::source::{SourceFile, Span};
+use serde::Serialize;
+use std::fmt;
+
+/// How bad a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Informational: never changes the exit code.
+    Note,
+    /// Reported; fails only under `--deny-warnings`.
+    Warning,
+    /// The spec cannot be built.
+    Error,
+}
+
+/// A labelled span in the source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    /// Where.
+    pub span: Span,
+    /// What to say there (may be empty).
+    pub text: String,
+}
+
+/// One problem found in a spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    /// Stable kebab-case code (an error code of [`CODES`] or a lint name).
+    pub code: &'static str,
+    /// Error, warning or note.
+    pub severity: Severity,
+    /// One line, lowercase, no final period, spec words in backticks.
+    pub message: String,
+    /// The offending key or value; `None` only for problems of the whole file.
+    pub primary: Option<Label>,
+    /// Other places involved (the first definition of a duplicate, say).
+    pub secondary: Vec<Label>,
+    /// What to write instead.
+    pub help: Option<String>,
+    /// The layer's path (`h.0.attn`), when the problem belongs to a layer.
+    pub path: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error with `code` at `span`.
+    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            primary: Some(Label {
+                span,
+                text: String::new(),
+            }),
+            secondary: Vec::new(),
+            help: None,
+            path: None,
+        }
+    }
+
+    /// Sets the text of the primary label.
+    pub fn label(mut self, text: impl Into<String>) -> Diagnostic {
+        if let Some(l) = &mut self.primary {
+            l.text = text.into();
+        }
+        self
+    }
+
+    /// Adds a secondary label.
+    pub fn also(mut self, span: Span, text: impl Into<String>) -> Diagnostic {
+        self.secondary.push(Label {
+            span,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Sets the help line.
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Sets the layer path, unless one is already set.
+    pub fn at_path(mut self, path: &str) -> Diagnostic {
+        if self.path.is_none() && !path.is_empty() {
+            self.path = Some(path.to_string());
+        }
+        self
+    }
+}
+
+/// Static facts about one error code.
+#[derive(Debug)]
+pub struct CodeInfo {
+    /// The code as users see it.
+    pub name: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// What triggers it and how to fix it; shown by `specc explain`.
+    pub explanation: &'static str,
+}
+
+macro_rules! codes {
+    ($($konst:ident = $name:literal, $summary:literal, $expl:literal;)*) => {
+        $(#[doc = $summary] pub const $konst: &str = $name;)*
+        /// Every hard-error code, in the order of the docs.
+        pub const CODES: &[CodeInfo] = &[$(CodeInfo { name: $name, summary: $summary, explanation: $expl }),*];
+    };
+}
+
+codes! {
+    SYNTAX = "syntax-error", "the file is not valid YAML or TOML",
+        "The parser could not read the file. The label points at the first character it could not \
+         understand. Common causes: a tab used for indentation in YAML, a missing `:` after a key, \
+         an unclosed bracket or quote, or a TOML key defined twice.";
+    INPUT_LIMIT = "input-limit", "the file exceeds a safety limit (size, nesting, alias expansion)",
+        "specc refuses inputs that would take unbounded time or memory: files over 16 MiB, \
+         nesting deeper than 64 levels, and YAML aliases that expand to more than 1,000,000 nodes \
+         (\"billion laughs\"). A real model spec is far below every limit; use `repeat:` on a \
+         `sequential` instead of copying blocks.";
+    NOT_UTF8 = "not-utf8", "the file is not UTF-8 text",
+        "Specs are UTF-8 text. The label points at the first byte that is not valid UTF-8; \
+         re-save the file as UTF-8.";
+    UNKNOWN_KEY = "unknown-key", "a key that this place of the spec does not have",
+        "Every map in a spec has a fixed set of keys (SPEC.md sections 1-3). A misspelt key is an \
+         error rather than being ignored, so that a typo such as `kernel_initialiser` does not \
+         silently fall back to a default. The help line names the nearest valid key.";
+    MISSING_KEY = "missing-key", "a required key is absent",
+        "Some keys have no default: `name` and `layers` at the top, `type` on every layer, \
+         `units` on dense, `filters` and `kernel_size` on convolutions, and so on. Add the key.";
+    WRONG_TYPE = "wrong-type", "a value of the wrong kind (string, number, list, map)",
+        "The value has the wrong kind: for example a string where a whole number is expected \
+         (`units: \"64\"`), or a map where a list is expected. Write the kind the help line names.";
+    INVALID_VALUE = "invalid-value", "a value outside the allowed set or range",
+        "The value has the right kind but is not allowed here: an unknown `dtype`, `layout`, \
+         `padding` or `activation` word, a negative number where a size is expected, a number \
+         too large for its field. The help line lists the valid choices.";
+    UNKNOWN_LAYER_TYPE = "unknown-layer-type", "a layer `type` that specc does not know",
+        "Layer types are: dense, conv1d, conv2d, embedding, layer_norm, rms_norm, batch_norm, \
+         lstm, gru, multi_head_attention, max_pool2d, avg_pool2d, activation, dropout, flatten, \
+         global_avg_pool2d, sequential. The help line names the nearest one.";
+    UNKNOWN_INITIALIZER = "unknown-initializer", "an initializer name that specc does not know",
+        "Initializer names are those of Keras (glorot_uniform, he_normal, truncated_normal, ...) \
+         and PyTorch (xavier_uniform, kaiming_normal, trunc_normal, ...), plus `default`. Case, \
+         CamelCase, a trailing `_initializer` or a trailing `_` do not matter. The help line \
+         names the nearest one.";
+    UNKNOWN_PARAMETER = "unknown-parameter", "an initializer parameter that this initializer does not take",
+        "Each initializer takes its home framework's parameter names: Keras `random_normal` takes \
+         `mean` and `stddev`, PyTorch `normal` takes `mean` and `std`, `kaiming_normal` takes `a`, \
+         `mode` and `nonlinearity`. Every initializer also takes `seed`.";
+    INVALID_PARAMETER = "invalid-parameter", "an initializer parameter with an impossible value",
+        "The parameter value cannot describe a distribution: a negative standard deviation, \
+         `minval` greater than `maxval`, a `sparsity` outside [0, 1), a truncation range that \
+         holds no probability mass, an unknown `mode` or `nonlinearity`.";
+    IMPOSSIBLE_SHAPE = "impossible-shape", "an initializer that cannot fill this tensor's shape",
+        "Some initializers only make sense for some shapes: `identity` and `eye` need a matrix, \
+         `orthogonal` needs at least two dimensions, `dirac` needs a convolution kernel whose \
+         output channels divide into its groups, `sparse` needs a matrix. Pick an initializer \
+         for the tensor's shape, or change the layer.";
+    ZERO_SIZE = "zero-size", "a size of zero",
+        "A size (units, filters, kernel size, number of heads...) of zero makes an empty tensor, \
+         which no framework builds. Write a positive size.";
+    SHAPE_OVERFLOW = "shape-overflow", "a shape whose element count does not fit in 64 bits",
+        "The product of the tensor's dimensions (or the model's total) overflows a 64-bit \
+         integer. No machine can hold such a tensor; check the sizes for a typo.";
+    SHAPE_MISMATCH = "shape-mismatch", "sizes that do not fit together",
+        "Two sizes disagree: channels not divisible by `groups`, `embed_dim` not divisible by \
+         `num_heads`, a residual block whose output shape differs from its input, a pooling or \
+         convolution window larger than its (padded) input.";
+    MISSING_INPUT_SIZE = "missing-input-size", "a layer's input size cannot be inferred",
+        "A layer's input size comes from the previous layer's output, or from the top-level \
+         `input` for the first layer. Here neither gives it (the first layer with no `input`, \
+         or after a `flatten` of a shape with unknown sizes). State it on the layer \
+         (`in_features`, `in_channels`, ...) or give `input:`.";
+    DUPLICATE_TENSOR = "duplicate-tensor", "two tensors with the same name",
+        "Two layers produce the same tensor name, so one would overwrite the other in the \
+         output file. Give the layers different `name`s.";
+    BAD_TIE = "bad-tie", "a `tie` that does not name an embedding of the right shape",
+        "`tie:` makes a dense layer reuse an embedding's matrix (GPT-2's `lm_head` reuses `wte`). \
+         It must name the path of an `embedding` layer defined earlier, whose `num_embeddings` \
+         equals the dense `units` and whose `embedding_dim` equals its `in_features`.";
+    UNKNOWN_LINT = "unknown-lint", "a lint name that specc does not know",
+        "`lints:`, `allow:` and the `--allow/--warn/--deny` flags take lint names as listed by \
+         `specc explain --list`. The help line names the nearest one.";
+}
+
+/// Looks up an error code.
+pub fn code_info(name: &str) -> Option<&'static CodeInfo> {
+    CODES.iter().find(|c| c.name == name)
+}
+
+/// The candidate closest to `word`, if it is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&w, &c.to_ascii_lowercase()), c))
+        .filter(|&(d, c)| {
+            d <= (c.len().max(w.len()) / 3).max(1) || c.starts_with(&w) && w.len() >= 3
+        })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// A diagnostic paired with its file, as miette renders it.
+struct Rendered<'a> {
+    diag: &'a Diagnostic,
+    source: &'a miette::NamedSource<String>,
+}
+
+impl fmt::Debug for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.diag, f)
+    }
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+
+impl std::error::Error for Rendered<'_> {}
+
+impl miette::Diagnostic for Rendered<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.diag.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diag.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Note => miette::Severity::Advice,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diag
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.diag
+            .primary
+            .as_ref()
+            .map(|_| self.source as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let primary = self.diag.primary.iter().map(|l| {
+            miette::LabeledSpan::new_primary_with_span(
+                (!l.text.is_empty()).then(|| l.text.clone()),
+                (l.span.start, l.span.len()),
+            )
+        });
+        let secondary = self.diag.secondary.iter().map(|l| {
+            miette::LabeledSpan::new_with_span(
+                (!l.text.is_empty()).then(|| l.text.clone()),
+                (l.span.start, l.span.len()),
+            )
+        });
+        Some(Box::new(primary.chain(secondary)))
+    }
+}
+
+/// Human rendering options.
+#[derive(Clone, Copy, Debug)]
+pub struct HumanStyle {
+    /// ANSI colours and Unicode box drawing.
+    pub color: bool,
+    /// Wrap width in columns.
+    pub width: usize,
+}
+
+/// Renders diagnostics of one file the way a terminal user reads them.
+pub fn render_human(source: &SourceFile, diags: &[Diagnostic], style: HumanStyle) -> String {
+    let named = miette::NamedSource::new(&source.name, source.text.clone());
+    let theme = if style.color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(style.width)
+        .with_links(false);
+    let mut out = String::new();
+    for d in diags {
+        let r = Rendered {
+            diag: d,
+            source: &named,
+        };
+        if handler.render_report(&mut out, &r).is_err() {
+            out.push_str(&format!("{}: {}\n", d.code, d.message));
+        }
+        if let Some(p) = &d.path {
+            out.push_str(&format!("  layer: {p}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One diagnostic in the `--format json` output (SPEC.md section 6).
+#[derive(Debug, Serialize)]
+pub struct JsonDiagnostic {
+    /// Stable code or lint name.
+    pub code: &'static str,
+    /// error / warning / note.
+    pub severity: Severity,
+    /// One line.
+    pub message: String,
+    /// The spec file.
+    pub file: String,
+    /// 1-based line of the offending key or value (0 when the whole file is meant).
+    pub line: usize,
+    /// 1-based column (0 when the whole file is meant).
+    pub column: usize,
+    /// Layer path, or null.
+    pub path: Option<String>,
+    /// What to write instead, or null.
+    pub help: Option<String>,
+    /// Label text at the primary location.
+    pub label: Option<String>,
+    /// Byte offsets `[start, end)` of the primary location.
+    pub span: Option<[usize; 2]>,
+}
+
+/// Converts diagnostics of one file to their JSON form.
+pub fn to_json(source: &SourceFile, diags: &[Diagnostic]) -> Vec<JsonDiagnostic> {
+    diags
+        .iter()
+        .map(|d| {
+            let (line, column) = d
+                .primary
+                .as_ref()
+                .map_or((0, 0), |l| source.line_col(l.span.start));
+            JsonDiagnostic {
+                code: d.code,
+                severity: d.severity,
+                message: d.message.clone(),
+                file: source.name.clone(),
+                line,
+                column,
+                path: d.path.clone(),
+                help: d.help.clone(),
+                label: d
+                    .primary
+                    .as_ref()
+                    .and_then(|l| (!l.text.is_empty()).then(|| l.text.clone())),
+                span: d.primary.as_ref().map(|l| [l.span.start, l.span.end]),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_kebab_case_and_explained() {
+        let mut seen = std::collections::HashSet::new();
+        for c in CODES {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert!(c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch == '-'));
+            assert!(
+                c.explanation.len() > 60,
+                "{} needs a real explanation",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn did_you_mean_finds_typos_only() {
+        let c = ["units", "in_features", "kernel_initializer"];
+        assert_eq!(did_you_mean("unit", c), Some("units"));
+        assert_eq!(
+            did_you_mean("kernel_initialiser", c),
+            Some("kernel_initializer")
+        );
+        assert_eq!(did_you_mean("zzz", c), None);
+    }
+}

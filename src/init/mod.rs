@@ -1,0 +1,445 @@
+//! Initializers: one closed enum with every parameter filled in, and the distribution
+//! each one gives a tensor once its fans are known.
+//!
+//! The formulas follow the frameworks' own code: keras-team/keras
+//! `keras/src/initializers/random_initializers.py` and pytorch/pytorch `torch/nn/init.py`.
+//! PyTorch's xavier_* and kaiming_* are expressed as variance scaling with an untruncated
+//! normal, which is exactly what they compute.
+
+mod names;
+
+pub use names::{canonical_name, parse_initializer, InitSpec, INITIALIZER_NAMES};
+
+use crate::model::Fans;
+use serde::Serialize;
+use std::fmt;
+
+/// Which fan a variance-scaling initializer divides by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanMode {
+    /// fan_in.
+    FanIn,
+    /// fan_out.
+    FanOut,
+    /// (fan_in + fan_out) / 2.
+    FanAvg,
+}
+
+/// The distribution a variance-scaling initializer draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VsDistribution {
+    /// Keras: normal cut at ±2 std, std divided by 0.87962566103423978 so the result has the target variance.
+    TruncatedNormal,
+    /// A plain normal (PyTorch's xavier_normal / kaiming_normal).
+    UntruncatedNormal,
+    /// Uniform with the target variance: U(±sqrt(3·var)).
+    Uniform,
+}
+
+/// Which dimensions an orthogonal initializer flattens (the frameworks differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flatten {
+    /// PyTorch: rows = shape[0], columns = the product of the rest.
+    Trailing,
+    /// Keras: columns = shape[-1], rows = the product of the rest.
+    Leading,
+}
+
+/// The std of a standard normal truncated to [-2, 2] (Keras' variance-scaling correction).
+pub const TRUNC_STD_2: f64 = 0.879_625_661_034_239_8;
+
+/// An initializer with every parameter known.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Init {
+    /// Every element `value` (zeros, ones, constant).
+    Constant {
+        /// The value.
+        value: f64,
+    },
+    /// N(mean, std²).
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation.
+        std: f64,
+    },
+    /// U[low, high).
+    Uniform {
+        /// Lower bound.
+        low: f64,
+        /// Upper bound.
+        high: f64,
+    },
+    /// N(mean, std²) restricted to [low, high] (absolute bounds).
+    TruncatedNormal {
+        /// Mean of the parent normal.
+        mean: f64,
+        /// Std of the parent normal.
+        std: f64,
+        /// Lower bound.
+        low: f64,
+        /// Upper bound.
+        high: f64,
+    },
+    /// Variance `scale / n`, n chosen by `mode` from the fans.
+    VarianceScaling {
+        /// Variance numerator.
+        scale: f64,
+        /// Which fan.
+        mode: FanMode,
+        /// Which distribution.
+        distribution: VsDistribution,
+    },
+    /// A (semi-)orthogonal matrix times `gain`, flattened as the framework does.
+    Orthogonal {
+        /// Multiplier.
+        gain: f64,
+        /// Which dimensions become rows.
+        flatten: Flatten,
+    },
+    /// `gain` on the main diagonal of a matrix, 0 elsewhere.
+    Identity {
+        /// Diagonal value.
+        gain: f64,
+    },
+    /// Conv kernel that passes its input through (torch `dirac_`).
+    Dirac {
+        /// Groups of output channels.
+        groups: u64,
+    },
+    /// N(0, std²) with `ceil(sparsity·rows)` zeros per column (torch `sparse_`).
+    Sparse {
+        /// Fraction of each column set to zero.
+        sparsity: f64,
+        /// Std of the non-zero values.
+        std: f64,
+    },
+    /// Keras LSTM bias: zeros, except ones on the forget-gate block `[units, 2·units)`.
+    UnitForgetBias {
+        /// Units of the LSTM.
+        units: u64,
+    },
+}
+
+/// The concrete sampling rule for one tensor, after fans are applied.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Dist {
+    /// Every element equal.
+    Constant(f64),
+    /// N(mean, std²).
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Std.
+        std: f64,
+    },
+    /// U[low, high).
+    Uniform {
+        /// Lower.
+        low: f64,
+        /// Upper.
+        high: f64,
+    },
+    /// Normal restricted to [low, high].
+    TruncatedNormal {
+        /// Parent mean.
+        mean: f64,
+        /// Parent std.
+        std: f64,
+        /// Lower bound.
+        low: f64,
+        /// Upper bound.
+        high: f64,
+    },
+    /// A structured initializer (orthogonal, identity, dirac, sparse, forget bias).
+    Structured,
+}
+
+impl Init {
+    /// Zeros.
+    pub const ZEROS: Init = Init::Constant { value: 0.0 };
+    /// Ones.
+    pub const ONES: Init = Init::Constant { value: 1.0 };
+
+    /// The distribution this initializer gives a tensor with `fans`.
+    pub fn dist(&self, fans: Fans) -> Dist {
+        match *self {
+            Init::Constant { value } => Dist::Constant(value),
+            Init::Normal { mean, std } => Dist::Normal { mean, std },
+            Init::Uniform { low, high } => Dist::Uniform { low, high },
+            Init::TruncatedNormal {
+                mean,
+                std,
+                low,
+                high,
+            } => Dist::TruncatedNormal {
+                mean,
+                std,
+                low,
+                high,
+            },
+            Init::VarianceScaling {
+                scale,
+                mode,
+                distribution,
+            } => {
+                let n = match mode {
+                    FanMode::FanIn => fans.fan_in as f64,
+                    FanMode::FanOut => fans.fan_out as f64,
+                    FanMode::FanAvg => (fans.fan_in as f64 + fans.fan_out as f64) / 2.0,
+                }
+                .max(1.0);
+                let var = scale / n;
+                match distribution {
+                    VsDistribution::TruncatedNormal => {
+                        let std = var.sqrt() / TRUNC_STD_2;
+                        Dist::TruncatedNormal {
+                            mean: 0.0,
+                            std,
+                            low: -2.0 * std,
+                            high: 2.0 * std,
+                        }
+                    }
+                    VsDistribution::UntruncatedNormal => Dist::Normal {
+                        mean: 0.0,
+                        std: var.sqrt(),
+                    },
+                    VsDistribution::Uniform => {
+                        let limit = (3.0 * var).sqrt();
+                        Dist::Uniform {
+                            low: -limit,
+                            high: limit,
+                        }
+                    }
+                }
+            }
+            Init::Orthogonal { .. }
+            | Init::Identity { .. }
+            | Init::Dirac { .. }
+            | Init::Sparse { .. }
+            | Init::UnitForgetBias { .. } => Dist::Structured,
+        }
+    }
+
+    /// Whether every element starts equal (zeros, ones, constant).
+    pub fn constant_value(&self) -> Option<f64> {
+        match *self {
+            Init::Constant { value } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// `torch.nn.init.calculate_gain(nonlinearity, param)`; `None` for an unknown name.
+pub fn calculate_gain(nonlinearity: &str, param: Option<f64>) -> Option<f64> {
+    Some(match nonlinearity {
+        "linear" | "conv1d" | "conv2d" | "conv3d" | "conv_transpose1d" | "conv_transpose2d"
+        | "conv_transpose3d" | "sigmoid" => 1.0,
+        "tanh" => 5.0 / 3.0,
+        "relu" => 2f64.sqrt(),
+        "leaky_relu" => {
+            let slope = param.unwrap_or(0.01);
+            (2.0 / (1.0 + slope * slope)).sqrt()
+        }
+        "selu" => 0.75,
+        _ => return None,
+    })
+}
+
+/// Nonlinearity names `calculate_gain` accepts.
+pub const NONLINEARITIES: [&str; 12] = [
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
+];
+
+/// Standard normal CDF, Φ(x).
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Short number format for people: up to 6 significant digits, no trailing zeros.
+pub fn num(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    if x.is_nan() || x.is_infinite() {
+        return format!("{x}");
+    }
+    let a = x.abs();
+    if (1e-4..1e6).contains(&a) {
+        let s = format!("{:.*}", (5 - a.log10().floor() as i32).max(0) as usize, x);
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    } else {
+        format!("{x:.5e}")
+    }
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Init::Constant { value } if value == 0.0 => write!(f, "zeros"),
+            Init::Constant { value } if value == 1.0 => write!(f, "ones"),
+            Init::Constant { value } => write!(f, "constant(value={})", num(value)),
+            Init::Normal { mean, std } => write!(f, "normal(mean={}, std={})", num(mean), num(std)),
+            Init::Uniform { low, high } => {
+                write!(f, "uniform(low={}, high={})", num(low), num(high))
+            }
+            Init::TruncatedNormal {
+                mean,
+                std,
+                low,
+                high,
+            } => write!(
+                f,
+                "trunc_normal(mean={}, std={}, a={}, b={})",
+                num(mean),
+                num(std),
+                num(low),
+                num(high)
+            ),
+            Init::VarianceScaling {
+                scale,
+                mode,
+                distribution,
+            } => write!(
+                f,
+                "variance_scaling(scale={}, mode={}, distribution={})",
+                num(scale),
+                match mode {
+                    FanMode::FanIn => "fan_in",
+                    FanMode::FanOut => "fan_out",
+                    FanMode::FanAvg => "fan_avg",
+                },
+                match distribution {
+                    VsDistribution::TruncatedNormal => "truncated_normal",
+                    VsDistribution::UntruncatedNormal => "untruncated_normal",
+                    VsDistribution::Uniform => "uniform",
+                }
+            ),
+            Init::Orthogonal { gain, flatten } => write!(
+                f,
+                "orthogonal(gain={}, flatten={})",
+                num(gain),
+                match flatten {
+                    Flatten::Trailing => "trailing",
+                    Flatten::Leading => "leading",
+                }
+            ),
+            Init::Identity { gain } => write!(f, "identity(gain={})", num(gain)),
+            Init::Dirac { groups } => write!(f, "dirac(groups={groups})"),
+            Init::Sparse { sparsity, std } => {
+                write!(f, "sparse(sparsity={}, std={})", num(sparsity), num(std))
+            }
+            Init::UnitForgetBias { units } => write!(f, "unit_forget_bias(units={units})"),
+        }
+    }
+}
+
+impl fmt::Display for Dist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Dist::Constant(v) => write!(f, "= {}", num(v)),
+            Dist::Normal { mean, std } if mean == 0.0 => write!(f, "N(0, {}²)", num(std)),
+            Dist::Normal { mean, std } => write!(f, "N({}, {}²)", num(mean), num(std)),
+            Dist::Uniform { low, high } if low == -high => write!(f, "U(±{})", num(high)),
+            Dist::Uniform { low, high } => write!(f, "U({}, {})", num(low), num(high)),
+            Dist::TruncatedNormal {
+                mean,
+                std,
+                low,
+                high,
+            } => write!(
+                f,
+                "N({}, {}²) in [{}, {}]",
+                num(mean),
+                num(std),
+                num(low),
+                num(high)
+            ),
+            Dist::Structured => write!(f, "structured"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fans(i: u64, o: u64) -> Fans {
+        Fans {
+            fan_in: i,
+            fan_out: o,
+        }
+    }
+
+    #[test]
+    fn gains_match_torch() {
+        assert_eq!(calculate_gain("relu", None), Some(2f64.sqrt()));
+        assert_eq!(calculate_gain("tanh", None), Some(5.0 / 3.0));
+        assert!((calculate_gain("leaky_relu", None).unwrap() - 1.41414).abs() < 1e-5);
+        let g = calculate_gain("leaky_relu", Some(5f64.sqrt())).unwrap();
+        assert!((g - (1.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(calculate_gain("selu", None), Some(0.75));
+        assert_eq!(calculate_gain("gelu", None), None);
+    }
+
+    #[test]
+    fn variance_scaling_limits() {
+        let glorot = Init::VarianceScaling {
+            scale: 1.0,
+            mode: FanMode::FanAvg,
+            distribution: VsDistribution::Uniform,
+        };
+        let Dist::Uniform { high, .. } = glorot.dist(fans(300, 100)) else {
+            panic!()
+        };
+        assert!((high - (6.0f64 / 400.0).sqrt()).abs() < 1e-12);
+        let he = Init::VarianceScaling {
+            scale: 2.0,
+            mode: FanMode::FanIn,
+            distribution: VsDistribution::TruncatedNormal,
+        };
+        let Dist::TruncatedNormal { std, high, .. } = he.dist(fans(1000, 10)) else {
+            panic!()
+        };
+        assert!((std * TRUNC_STD_2 - 0.002f64.sqrt()).abs() < 1e-12);
+        assert!(
+            (high - 0.1017).abs() < 1e-4,
+            "Keras run check: max |x| 0.1017"
+        );
+    }
+
+    #[test]
+    fn trunc_std_constant_matches_its_definition() {
+        let phi2 = (-2.0f64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let mass = normal_cdf(2.0) - normal_cdf(-2.0);
+        let s = (1.0 - 4.0 * phi2 / mass).sqrt();
+        assert!((s - TRUNC_STD_2).abs() < 1e-15);
+    }
+
+    #[test]
+    fn numbers_print_short() {
+        assert_eq!(num(0.02), "0.02");
+        assert_eq!(num(1.0 / 3.0), "0.333333");
+        assert_eq!(num(2.0), "2");
+        assert_eq!(num(1e-7), "1.00000e-7");
+    }
+}

@@ -1,0 +1,66 @@
+//! specc: a declarative model-spec compiler.
+//!
+//! A spec (YAML or TOML) describes a model's layers and how each tensor starts. specc
+//! reads it through a pipeline of stages, each a function from one type to the next:
+//!
+//! 1. [`syntax::parse`]: text to a spanned value tree ([`syntax::Node`]).
+//! 2. [`spec::lower`]: the tree to the spec as written ([`spec::Spec`]), unknown keys reported.
+//! 3. [`resolve::resolve`]: the spec to a [`model::Model`]: every tensor's name, shape,
+//!    dtype, fans and initializer, as the layout's framework would create it.
+//!
+//! Every stage reports problems as [`diag::Diagnostic`]s that point into the source;
+//! [`check`] runs the stages and returns the model with all problems of the file.
+
+#![deny(missing_docs)]
+
+pub mod diag;
+pub mod init;
+pub mod layers;
+pub mod lint;
+pub mod model;
+pub mod resolve;
+pub mod source;
+pub mod spec;
+pub mod syntax;
+
+pub use diag::{Diagnostic, Severity};
+pub use model::{DType, Fans, Layout, Model, Role, TensorDecl};
+pub use source::{SourceFile, Span};
+
+/// The result of checking one spec.
+#[derive(Debug)]
+pub struct Checked {
+    /// The resolved model, when the spec has no errors.
+    pub model: Option<Model>,
+    /// Every problem found, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Parses, lowers and resolves one spec, collecting every problem of the file.
+pub fn check(source: &SourceFile) -> Checked {
+    let mut diagnostics = Vec::new();
+    let model = match syntax::parse(source) {
+        Err(d) => {
+            diagnostics = d;
+            None
+        }
+        Ok(root) => {
+            spec::lower(&root, &mut diagnostics).map(|s| resolve::resolve(&s, &mut diagnostics))
+        }
+    };
+    diagnostics.sort_by_key(|d| d.primary.as_ref().map_or(0, |l| l.span.start));
+    let failed = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    Checked {
+        model: if failed { None } else { model },
+        diagnostics,
+    }
+}

@@ -1,0 +1,285 @@
+//! The `specc` command line: argument parsing, rendering and exit codes over the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use specc::diag::{self, HumanStyle};
+use specc::{Checked, Diagnostic, Severity, SourceFile};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod report;
+
+/// Check a model spec (YAML or TOML) and explain the tensors it declares.
+///
+/// A spec lists a model's layers and how each weight starts. `specc check` reports every
+/// mistake with its line; `specc summary` lists every tensor with its shape and initializer.
+///
+/// Exit codes: 0 success (warnings allowed), 1 the spec has errors (or warnings under
+/// --deny-warnings), 2 the command could not run (bad arguments, unreadable input).
+#[derive(Parser)]
+#[command(name = "specc", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, resolve and lint specs; print every problem with its location.
+    Check {
+        /// Spec files (.yaml, .yml or .toml).
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<PathBuf>,
+        /// Output format: human-readable, or JSON for tools.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        levels: LevelArgs,
+    },
+    /// List every tensor a spec declares: name, shape, dtype, initializer, fans, parameters.
+    Summary {
+        /// A spec file.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// Output format: a table, or JSON for tools.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        levels: LevelArgs,
+    },
+    /// Explain an error code or a lint: what it means, why, and how to fix or allow it.
+    Explain {
+        /// A code or lint name, e.g. `zero-kernel` or `unknown-key`.
+        #[arg(value_name = "NAME", required_unless_present = "list")]
+        name: Option<String>,
+        /// List every code and lint.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct LevelArgs {
+    /// Fail (exit 1) when there are warnings.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// For people (a table for `summary`); no colour when not a terminal or with NO_COLOR.
+    #[value(alias = "table")]
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check {
+            specs,
+            format,
+            levels,
+        } => check(&specs, format, &levels),
+        Command::Summary {
+            spec,
+            format,
+            levels,
+        } => summary(&spec, format, &levels),
+        Command::Explain { name, list } => explain(name.as_deref(), list),
+    };
+    ExitCode::from(code)
+}
+
+/// Loads a spec, or prints why it cannot be read (exit 2).
+fn load(path: &Path) -> Result<(SourceFile, Vec<Diagnostic>), u8> {
+    match SourceFile::load(path) {
+        Ok(Ok(src)) => Ok((src, Vec::new())),
+        Ok(Err((src, bad))) => {
+            let d = Diagnostic::error(
+                diag::NOT_UTF8,
+                specc::Span::new(bad.offset, bad.offset + 1),
+                "the file is not UTF-8 text",
+            )
+            .label("first invalid byte")
+            .help("save the spec as UTF-8");
+            Ok((src, vec![d]))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(2)
+        }
+    }
+}
+
+fn run_check(src: &SourceFile, pre: Vec<Diagnostic>) -> Checked {
+    if pre.is_empty() {
+        specc::check(src)
+    } else {
+        Checked {
+            model: None,
+            diagnostics: pre,
+        }
+    }
+}
+
+fn style() -> HumanStyle {
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let width = if color {
+        terminal_width().unwrap_or(100)
+    } else {
+        100
+    };
+    HumanStyle { color, width }
+}
+
+fn terminal_width() -> Option<usize> {
+    std::env::var("COLUMNS").ok()?.parse().ok()
+}
+
+fn exit_for(diags: &[Diagnostic], levels: &LevelArgs) -> u8 {
+    let errors = diags.iter().any(|d| d.severity == Severity::Error);
+    let warnings = diags.iter().any(|d| d.severity == Severity::Warning);
+    u8::from(errors || (levels.deny_warnings && warnings))
+}
+
+fn print_human(src: &SourceFile, diags: &[Diagnostic]) {
+    if diags.is_empty() {
+        return;
+    }
+    let text = diag::render_human(src, diags, style());
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+fn counts(diags: &[Diagnostic]) -> (usize, usize) {
+    let e = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let w = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    (e, w)
+}
+
+fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
+    let mut worst = 0;
+    let mut json = Vec::new();
+    for path in specs {
+        let (src, pre) = match load(path) {
+            Ok(x) => x,
+            Err(code) => {
+                worst = worst.max(code);
+                continue;
+            }
+        };
+        let checked = run_check(&src, pre);
+        worst = worst.max(exit_for(&checked.diagnostics, levels));
+        match format {
+            Format::Json => json.extend(diag::to_json(&src, &checked.diagnostics)),
+            Format::Human => {
+                print_human(&src, &checked.diagnostics);
+                let (e, w) = counts(&checked.diagnostics);
+                let status = match (e, w) {
+                    (0, 0) => "ok".to_string(),
+                    (0, w) => format!("ok, {w} warning{}", plural(w)),
+                    (e, w) => format!("{e} error{}, {w} warning{}", plural(e), plural(w)),
+                };
+                eprintln!("{}: {status}", src.name);
+            }
+        }
+    }
+    if format == Format::Json {
+        let doc = serde_json::json!({ "diagnostics": json });
+        stdout(&(serde_json::to_string_pretty(&doc).expect("diagnostics serialize") + "\n"));
+    }
+    worst
+}
+
+/// Writes to stdout; a closed pipe (`specc summary x | head`) is not an error.
+fn stdout(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
+    let (src, pre) = match load(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let checked = run_check(&src, pre);
+    let code = exit_for(&checked.diagnostics, levels);
+    print_human(&src, &checked.diagnostics);
+    let Some(model) = checked.model else {
+        let (e, _) = counts(&checked.diagnostics);
+        eprintln!("{}: {e} error{}; no summary", src.name, plural(e));
+        return 1;
+    };
+    let out = match format {
+        Format::Human => report::table(&model),
+        Format::Json => {
+            serde_json::to_string_pretty(&report::json(&model)).expect("summary serializes") + "\n"
+        }
+    };
+    stdout(&out);
+    code
+}
+
+fn explain(name: Option<&str>, list: bool) -> u8 {
+    if list {
+        let mut out = String::from("lints:\n");
+        for l in specc::lint::LINTS {
+            out += &format!(
+                "  {:<26} {:<5} {}\n",
+                l.name,
+                format!("{:?}", l.default).to_lowercase(),
+                l.summary
+            );
+        }
+        out += "\nerror codes:\n";
+        for c in diag::CODES {
+            out += &format!("  {:<26} {}\n", c.name, c.summary);
+        }
+        stdout(&out);
+        return 0;
+    }
+    let name = name.unwrap_or_default();
+    if let Some(l) = specc::lint::find(name) {
+        stdout(&format!(
+            "{} (lint, default level: {})\n\n{}\n\n{}\n",
+            l.name,
+            format!("{:?}", l.default).to_lowercase(),
+            l.summary,
+            l.explanation
+        ));
+        return 0;
+    }
+    if let Some(c) = diag::code_info(name) {
+        stdout(&format!(
+            "{} (error)\n\n{}\n\n{}\n",
+            c.name, c.summary, c.explanation
+        ));
+        return 0;
+    }
+    let all = specc::lint::LINTS
+        .iter()
+        .map(|l| l.name)
+        .chain(diag::CODES.iter().map(|c| c.name));
+    match diag::did_you_mean(name, all) {
+        Some(s) => eprintln!("error: no lint or error code named `{name}`; did you mean `{s}`?"),
+        None => eprintln!(
+            "error: no lint or error code named `{name}`; `specc explain --list` lists them"
+        ),
+    }
+    2
+}

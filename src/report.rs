@@ -1,0 +1,179 @@
+//! Renders a resolved model as the `summary` table or JSON.
+
+use specc::init::Dist;
+use specc::{Model, TensorDecl};
+
+/// The initializer column: the chosen name and the distribution it gives this tensor.
+fn describe(t: &TensorDecl) -> String {
+    let rule = match t.init.dist(t.fans) {
+        Dist::Structured => t.init.to_string(),
+        Dist::Constant(_) => t.init.to_string(),
+        d => d.to_string(),
+    };
+    if t.choice.written == rule {
+        rule
+    } else {
+        format!("{} → {rule}", t.choice.written)
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn shape(s: &[u64]) -> String {
+    format!(
+        "[{}]",
+        s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The summary table.
+pub fn table(m: &Model) -> String {
+    let header = [
+        "name",
+        "shape",
+        "dtype",
+        "initializer",
+        "fan_in",
+        "fan_out",
+        "params",
+    ];
+    let rows: Vec<[String; 7]> = m
+        .tensors
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                shape(&t.shape),
+                t.dtype.name().to_string(),
+                describe(t),
+                t.fans.fan_in.to_string(),
+                t.fans.fan_out.to_string(),
+                thousands(t.numel()),
+            ]
+        })
+        .collect();
+    let mut w = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            if i >= 4 {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                if i + 1 < cells.len() {
+                    s.push_str(&" ".repeat(pad));
+                }
+            }
+            if i + 1 < cells.len() {
+                s.push_str("  ");
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = format!(
+        "model `{}` (layout {}, seed {})\n\n",
+        m.name,
+        format!("{:?}", m.layout).to_lowercase(),
+        m.seed
+    );
+    out += &line(&header.map(String::from));
+    for r in &rows {
+        out += &line(r);
+    }
+    for t in &m.ties {
+        out += &format!("{} is tied to {} (stored once)\n", t.name, t.target);
+    }
+    out += &format!(
+        "\ntotal: {} tensors, {} parameters, {} bytes ({})\n",
+        m.tensors.len(),
+        thousands(m.total_params()),
+        thousands(m.total_bytes()),
+        bytes(m.total_bytes())
+    );
+    out
+}
+
+/// The summary as JSON (SPEC.md section 6).
+pub fn json(m: &Model) -> serde_json::Value {
+    let tensors: Vec<serde_json::Value> = m
+        .tensors
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "shape": t.shape,
+                "dtype": t.dtype.name(),
+                "initializer": {
+                    "name": t.choice.written,
+                    "source": t.choice.source,
+                    "default_rule": t.choice.default_rule,
+                    "rule": t.init.to_string(),
+                    "params": t.init,
+                    "distribution": match t.init.dist(t.fans) { Dist::Structured => t.init.to_string(), d => d.to_string() },
+                },
+                "fan_in": t.fans.fan_in,
+                "fan_out": t.fans.fan_out,
+                "params": t.numel(),
+                "bytes": t.bytes(),
+                "role": t.role,
+                "layer": t.layer,
+                "seed": t.seed,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "model": m.name,
+        "layout": m.layout,
+        "seed": m.seed,
+        "tensors": tensors,
+        "ties": m.ties,
+        "total_params": m.total_params(),
+        "total_bytes": m.total_bytes(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use specc::init::num;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(bytes(2048), "2.0 KiB");
+        assert_eq!(num(0.5), "0.5");
+    }
+}

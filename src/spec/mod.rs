@@ -1,0 +1,374 @@
+//! Lower: the value tree into the spec as written — typed fields that keep their spans,
+//! unknown keys reported. Nothing here infers sizes; that is [`crate::resolve`].
+
+pub mod fields;
+
+pub use fields::{Fields, Sp};
+
+use crate::diag::{self, did_you_mean, Diagnostic};
+use crate::init::{parse_initializer, InitSpec};
+use crate::layers::{self, Kind};
+use crate::lint::{self, Level};
+use crate::model::{DType, Layout};
+use crate::source::Span;
+use crate::syntax::{Node, Value};
+
+/// Every initializer role key a layer or `defaults` may carry.
+pub const INIT_KEYS: [&str; 6] = [
+    "kernel_initializer",
+    "bias_initializer",
+    "recurrent_initializer",
+    "embeddings_initializer",
+    "gamma_initializer",
+    "beta_initializer",
+];
+
+/// Initializers chosen per role key (`kernel_initializer` -> he_normal).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inits(pub Vec<(&'static str, InitSpec)>);
+
+impl Inits {
+    /// The initializer for a role key, if written.
+    pub fn get(&self, key: &str) -> Option<&InitSpec> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, i)| i)
+    }
+}
+
+/// A spec as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    /// `name`.
+    pub name: Sp<String>,
+    /// `seed` (0 when absent).
+    pub seed: u64,
+    /// `dtype` (f32 when absent).
+    pub dtype: DType,
+    /// `layout` (pytorch when absent).
+    pub layout: Layout,
+    /// `input`: one example's shape, batch excluded.
+    pub input: Option<Sp<Vec<u64>>>,
+    /// `defaults`.
+    pub defaults: Inits,
+    /// `lints`: per-lint levels.
+    pub lints: Vec<(Sp<String>, Level)>,
+    /// `layers`.
+    pub layers: Vec<LayerSpec>,
+}
+
+/// One layer as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSpec {
+    /// `name`, if given.
+    pub name: Option<Sp<String>>,
+    /// `type` and its fields.
+    pub kind: Kind,
+    /// `dtype` override.
+    pub dtype: Option<DType>,
+    /// `allow`: lints silenced for this layer.
+    pub allow: Vec<Sp<String>>,
+    /// Initializers written on the layer.
+    pub inits: Inits,
+    /// The whole layer.
+    pub span: Span,
+    /// The `type` value.
+    pub type_span: Span,
+}
+
+/// Lowers a parsed file into a [`Spec`]; problems go to `diags`.
+pub fn lower(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
+    if root.value == Value::Null {
+        diags.push(Diagnostic {
+            primary: None,
+            ..Diagnostic::error(diag::MISSING_KEY, root.span, "the spec is empty").help(
+                "a spec needs at least `name:` and `layers:`; see README.md for a short example",
+            )
+        });
+        return None;
+    }
+    let mut f = Fields::new(root, "a spec", diags)?;
+    let layout = match f.choice("layout", &["pytorch", "keras"]) {
+        Some(Sp { value: "keras", .. }) => Layout::Keras,
+        _ => Layout::Pytorch,
+    };
+    let name = match f.str("name") {
+        Some(s) => Some(Sp {
+            value: s.value.to_string(),
+            span: s.span,
+        }),
+        None => {
+            if f.node("name").is_none() {
+                f.missing("name", "my-model");
+            }
+            None
+        }
+    };
+    let seed = f.u64("seed").map_or(0, |s| s.value);
+    let dtype = dtype_field(&mut f).unwrap_or(DType::F32);
+    let input = f.node("input").and_then(|n| {
+        let Value::Seq(items) = &n.value else {
+            f.diags
+                .push(fields::wrong_type(n, "input", "a list of sizes", "[784]"));
+            return None;
+        };
+        let dims: Option<Vec<u64>> = items
+            .iter()
+            .map(|i| fields::as_size(i, "input", f.diags))
+            .collect();
+        dims.map(|value| Sp {
+            value,
+            span: n.span,
+        })
+    });
+    let defaults = match f.node("defaults") {
+        Some(n) => {
+            let mut d = Fields::new(n, "`defaults`", f.diags);
+            let inits = d
+                .as_mut()
+                .map(|d| read_inits(d, &INIT_KEYS, layout))
+                .unwrap_or_default();
+            if let Some(d) = d {
+                d.finish();
+            }
+            inits
+        }
+        None => Inits::default(),
+    };
+    let lints = f
+        .node("lints")
+        .map(|n| read_lints(n, f.diags))
+        .unwrap_or_default();
+    let layers = match f.node("layers") {
+        Some(n) => read_layers(n, layout, "", f.diags),
+        None => {
+            f.missing("layers", "[{type: dense, units: 10}]");
+            None
+        }
+    };
+    f.finish();
+    Some(Spec {
+        name: name?,
+        seed,
+        dtype,
+        layout,
+        input,
+        defaults,
+        lints,
+        layers: layers?,
+    })
+}
+
+fn dtype_field(f: &mut Fields<'_>) -> Option<DType> {
+    f.choice("dtype", &DType::SPEC_NAMES)
+        .and_then(|s| DType::from_spec(s.value))
+}
+
+fn read_inits(f: &mut Fields<'_>, keys: &[&'static str], layout: Layout) -> Inits {
+    let mut out = Vec::new();
+    for key in keys {
+        if let Some(n) = f.node(key) {
+            if let Some(i) = parse_initializer(n, layout, f.diags) {
+                out.push((*key, i));
+            }
+        }
+    }
+    Inits(out)
+}
+
+fn read_lints(n: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(Sp<String>, Level)> {
+    let Value::Map(entries) = &n.value else {
+        diags.push(fields::wrong_type(
+            n,
+            "lints",
+            "a map of lint names to levels",
+            "{zero-kernel: deny}",
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let name = Sp {
+            value: e.key.clone(),
+            span: e.key_span,
+        };
+        if !check_lint_name(&name, diags) {
+            continue;
+        }
+        let level = match &e.value.value {
+            Value::Str(s) => Level::from_word(s),
+            _ => None,
+        };
+        match level {
+            Some(l) => out.push((name, l)),
+            None => diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    e.value.span,
+                    "a lint level is `allow`, `warn` or `deny`",
+                )
+                .label("not a level")
+                .help(format!("write `{}: warn`", e.key)),
+            ),
+        }
+    }
+    out
+}
+
+/// Checks a lint name against the registry; reports and returns false if unknown.
+pub fn check_lint_name(name: &Sp<String>, diags: &mut Vec<Diagnostic>) -> bool {
+    if lint::find(&name.value).is_some() {
+        return true;
+    }
+    let d = Diagnostic::error(
+        diag::UNKNOWN_LINT,
+        name.span,
+        format!("unknown lint `{}`", name.value),
+    )
+    .label("not a lint name");
+    diags.push(
+        match did_you_mean(&name.value, lint::LINTS.iter().map(|l| l.name)) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help("`specc explain --list` lists the lints"),
+        },
+    );
+    false
+}
+
+/// Reads a list of layers (the top-level `layers`, or a `sequential`'s).
+///
+/// Diagnostics get the layer's path as written (`name`, else its index in the list).
+pub fn read_layers(
+    n: &Node,
+    layout: Layout,
+    parent: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<LayerSpec>> {
+    let Value::Seq(items) = &n.value else {
+        diags.push(fields::wrong_type(
+            n,
+            "layers",
+            "a list of layers",
+            "[{type: dense, units: 10}]",
+        ));
+        return None;
+    };
+    let before = diags.len();
+    let mut layers = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let first = diags.len();
+        let segment = layer_name(item).unwrap_or_else(|| index.to_string());
+        let path = match (parent.is_empty(), layout) {
+            (true, _) => segment,
+            (false, Layout::Pytorch) => format!("{parent}.{segment}"),
+            (false, Layout::Keras) => format!("{parent}/{segment}"),
+        };
+        if let Some(l) = read_layer(item, layout, &path, diags) {
+            layers.push(l);
+        }
+        for d in &mut diags[first..] {
+            if d.path.is_none() {
+                d.path = Some(path.clone());
+            }
+        }
+    }
+    (diags.len() == before || layers.len() == items.len()).then_some(layers)
+}
+
+fn layer_name(n: &Node) -> Option<String> {
+    let Value::Map(entries) = &n.value else {
+        return None;
+    };
+    match &entries.iter().find(|e| e.key == "name")?.value.value {
+        Value::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn read_layer(
+    n: &Node,
+    layout: Layout,
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<LayerSpec> {
+    let mut f = Fields::new(n, "a layer", diags)?;
+    let ty = match f.str("type") {
+        Some(t) => t,
+        None => {
+            if f.node("type").is_none() {
+                f.missing("type", "dense");
+            }
+            f.allow("name");
+            return None;
+        }
+    };
+    let name = f.str("name").map(|s| Sp {
+        value: s.value.to_string(),
+        span: s.span,
+    });
+    if let Some(nm) = &name {
+        if nm.value.is_empty() || nm.value.contains(['.', '/']) {
+            f.diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    nm.span,
+                    "a layer `name` is one path segment",
+                )
+                .label("empty, or contains `.` or `/`")
+                .help("write a plain name such as `fc1`; nesting comes from `sequential`"),
+            );
+        }
+    }
+    let dtype = dtype_field(&mut f);
+    let mut allow = Vec::new();
+    if let Some(a) = f.node("allow") {
+        let items: Vec<&Node> = match &a.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![a],
+        };
+        for i in items {
+            match &i.value {
+                Value::Str(s) => {
+                    let s = Sp {
+                        value: s.clone(),
+                        span: i.span,
+                    };
+                    if check_lint_name(&s, f.diags) {
+                        allow.push(s);
+                    }
+                }
+                _ => f.diags.push(fields::wrong_type(
+                    i,
+                    "allow",
+                    "a list of lint names",
+                    "[zero-kernel]",
+                )),
+            }
+        }
+    }
+    let Some(type_name) = layers::LAYER_TYPES.iter().find(|t| **t == ty.value) else {
+        let d = Diagnostic::error(
+            diag::UNKNOWN_LAYER_TYPE,
+            ty.span,
+            format!("unknown layer type `{}`", ty.value),
+        )
+        .label("not a layer type");
+        f.diags.push(
+            match did_you_mean(ty.value, layers::LAYER_TYPES.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("layer types: {}", layers::LAYER_TYPES.join(", "))),
+            },
+        );
+        return None;
+    };
+    let inits = read_inits(&mut f, layers::init_keys(type_name), layout);
+    let kind = layers::lower(type_name, &mut f, layout, path);
+    f.finish();
+    Some(LayerSpec {
+        name,
+        kind: kind?,
+        dtype,
+        allow,
+        inits,
+        span: n.span,
+        type_span: ty.span,
+    })
+}

@@ -1,0 +1,436 @@
+//! YAML text to [`Node`], on saphyr-parser's event stream.
+//!
+//! We build the tree ourselves instead of deserializing into typed structs so that every
+//! key and value keeps its span, unknown keys can be reported with suggestions, and the
+//! depth and alias-expansion limits are checked as events arrive (before any large
+//! allocation). Scalars are typed by the YAML 1.2 core schema; `<<` merge keys follow
+//! the YAML 1.1 merge-key convention (explicit keys win, then earlier merge sources).
+
+use super::{depth_error, limit, parse_int, Entry, Node, Value, MAX_DEPTH, MAX_NODES};
+use crate::diag::{self, Diagnostic};
+use crate::source::Span;
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use std::collections::HashMap;
+
+/// Maps saphyr's character indices to byte offsets.
+struct Offsets<'a> {
+    text: &'a str,
+    ascii: bool,
+    /// Byte offset of every 64th character.
+    checkpoints: Vec<usize>,
+}
+
+impl<'a> Offsets<'a> {
+    fn new(text: &'a str) -> Self {
+        let ascii = text.is_ascii();
+        let checkpoints = if ascii {
+            Vec::new()
+        } else {
+            text.char_indices().step_by(64).map(|(b, _)| b).collect()
+        };
+        Offsets {
+            text,
+            ascii,
+            checkpoints,
+        }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        if self.ascii {
+            return char_index.min(self.text.len());
+        }
+        let Some(&base) = self.checkpoints.get(char_index / 64) else {
+            return self.text.len();
+        };
+        self.text[base..]
+            .char_indices()
+            .nth(char_index % 64)
+            .map_or(self.text.len(), |(b, _)| base + b)
+    }
+
+    fn span(&self, s: saphyr_parser::Span) -> Span {
+        Span::new(self.byte(s.start.index()), self.byte(s.end.index()))
+    }
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        start: usize,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        key: Option<(String, Span)>,
+        merges: Vec<Node>,
+        start: usize,
+        anchor: usize,
+    },
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+    root: Option<Node>,
+    errors: Vec<Diagnostic>,
+}
+
+/// Parses YAML text.
+pub(super) fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
+    let offsets = Offsets::new(text);
+    let mut parser = Parser::new_from_str(text);
+    let mut b = Builder {
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        root: None,
+        errors: Vec::new(),
+    };
+    let mut documents = 0;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = match next {
+            Ok(e) => e,
+            Err(e) => {
+                let at = offsets.byte(e.marker().index());
+                return Err(vec![Diagnostic::error(
+                    diag::SYNTAX,
+                    Span::new(at, (at + 1).min(text.len())),
+                    format!("invalid YAML: {}", e.info()),
+                )
+                .label("here")
+                .help(
+                    "check indentation (spaces, not tabs), `key: value` pairs and closing brackets",
+                )]);
+            }
+        };
+        let span = offsets.span(span);
+        let step = match event {
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(vec![Diagnostic::error(
+                        diag::SYNTAX,
+                        span,
+                        "more than one YAML document in the file",
+                    )
+                    .label("second document starts here")
+                    .help("a spec is one document: remove the `---` line and what follows, or split the file")]);
+                }
+                Ok(())
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                b.scalar(value.into_owned(), style, forced_str, anchor, span)
+            }
+            Event::Alias(id) => b.alias(id, span),
+            Event::SequenceStart(anchor, _) => b.open(
+                Frame::Seq {
+                    items: Vec::new(),
+                    start: span.start,
+                    anchor,
+                },
+                span,
+            ),
+            Event::MappingStart(anchor, _) => b.open(
+                Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    merges: Vec::new(),
+                    start: span.start,
+                    anchor,
+                },
+                span,
+            ),
+            Event::SequenceEnd | Event::MappingEnd => b.close(span.end),
+            _ => Ok(()),
+        };
+        if let Err(d) = step {
+            return Err(vec![d]);
+        }
+    }
+    if !b.errors.is_empty() {
+        return Err(b.errors);
+    }
+    match b.root {
+        Some(root) => Ok(root),
+        None => Ok(Node {
+            value: Value::Null,
+            span: Span::new(0, 0),
+        }),
+    }
+}
+
+impl Builder {
+    fn count(&mut self, n: usize, span: Span) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(limit(
+                span,
+                format!("the document expands to more than {MAX_NODES} values"),
+            )
+            .label("expansion passes the limit here")
+            .help("aliases that repeat aliases multiply (\"billion laughs\"); use `repeat:` on a `sequential` to stamp a block N times"));
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, frame: Frame, span: Span) -> Result<(), Diagnostic> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(depth_error(span));
+        }
+        if let Some(Frame::Map { key: None, .. }) = self.stack.last() {
+            return Err(
+                Diagnostic::error(diag::SYNTAX, span, "a map key must be a plain string")
+                    .label("a list or map used as a key")
+                    .help("write keys as words: `units: 64`"),
+            );
+        }
+        self.count(1, span)?;
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn close(&mut self, end: usize) -> Result<(), Diagnostic> {
+        let node = match self.stack.pop() {
+            Some(Frame::Seq {
+                items,
+                start,
+                anchor,
+            }) => {
+                let node = Node {
+                    value: Value::Seq(items),
+                    span: Span::new(start, end),
+                };
+                self.remember(anchor, &node);
+                node
+            }
+            Some(Frame::Map {
+                mut entries,
+                merges,
+                start,
+                anchor,
+                ..
+            }) => {
+                for m in merges {
+                    let sources = match m.value {
+                        Value::Map(es) => vec![es],
+                        Value::Seq(items) => {
+                            let mut v = Vec::new();
+                            for it in items {
+                                match it.value {
+                                    Value::Map(es) => v.push(es),
+                                    other => return Err(merge_error(it.span, other.kind())),
+                                }
+                            }
+                            v
+                        }
+                        other => return Err(merge_error(m.span, other.kind())),
+                    };
+                    for es in sources {
+                        for e in es {
+                            if !entries.iter().any(|x| x.key == e.key) {
+                                entries.push(e);
+                            }
+                        }
+                    }
+                }
+                let node = Node {
+                    value: Value::Map(entries),
+                    span: Span::new(start, end),
+                };
+                self.remember(anchor, &node);
+                node
+            }
+            None => return Ok(()),
+        };
+        self.push(node)
+    }
+
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: ScalarStyle,
+        forced_str: bool,
+        anchor: usize,
+        span: Span,
+    ) -> Result<(), Diagnostic> {
+        self.count(1, span)?;
+        if let Some(Frame::Map {
+            key: key @ None, ..
+        }) = self.stack.last_mut()
+        {
+            *key = Some((text, span));
+            return Ok(());
+        }
+        let value = if style != ScalarStyle::Plain || forced_str {
+            Value::Str(text)
+        } else {
+            match resolve_plain(&text) {
+                Ok(v) => v,
+                Err(()) => {
+                    self.errors.push(
+                        Diagnostic::error(diag::INVALID_VALUE, span, "integer out of range")
+                            .label("this number does not fit in 128 bits")
+                            .help("check the number for a typo; sizes must fit in 64 bits"),
+                    );
+                    Value::Null
+                }
+            }
+        };
+        let node = Node { value, span };
+        self.remember(anchor, &node);
+        self.push(node)
+    }
+
+    fn alias(&mut self, id: usize, span: Span) -> Result<(), Diagnostic> {
+        let Some(target) = self.anchors.get(&id) else {
+            return Err(Diagnostic::error(
+                diag::SYNTAX,
+                span,
+                "alias to an unknown anchor",
+            ));
+        };
+        // Count before cloning so an alias bomb is refused before it allocates.
+        let n = target.count();
+        self.count(n, span)?;
+        let node = self.anchors[&id].clone();
+        if let Some(Frame::Map { key: None, .. }) = self.stack.last() {
+            return match node.value {
+                Value::Str(s) => {
+                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                        *key = Some((s, span));
+                    }
+                    Ok(())
+                }
+                _ => Err(Diagnostic::error(
+                    diag::SYNTAX,
+                    span,
+                    "a map key must be a plain string",
+                )),
+            };
+        }
+        self.push(node)
+    }
+
+    fn push(&mut self, node: Node) -> Result<(), Diagnostic> {
+        match self.stack.last_mut() {
+            None => {
+                self.root = Some(node);
+                Ok(())
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(node);
+                Ok(())
+            }
+            Some(Frame::Map {
+                entries,
+                key,
+                merges,
+                ..
+            }) => {
+                let (k, key_span) = key.take().expect("scalar() fills the key first");
+                if k == "<<" {
+                    merges.push(node);
+                    return Ok(());
+                }
+                if let Some(first) = entries.iter().find(|e| e.key == k) {
+                    return Err(Diagnostic::error(
+                        diag::SYNTAX,
+                        key_span,
+                        format!("duplicate key `{k}`"),
+                    )
+                    .label("defined again here")
+                    .also(first.key_span, "first defined here")
+                    .help("remove one of the two"));
+                }
+                entries.push(Entry {
+                    key: k,
+                    key_span,
+                    value: node,
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+fn merge_error(span: Span, kind: &str) -> Diagnostic {
+    Diagnostic::error(
+        diag::WRONG_TYPE,
+        span,
+        format!("`<<` merges maps, not {kind}"),
+    )
+    .label("not a map")
+    .help("write `<<: *anchor` or `<<: [*a, *b]` where the anchors name maps")
+}
+
+/// Types a plain scalar by the YAML 1.2 core schema; `Err` for an integer too large.
+fn resolve_plain(s: &str) -> Result<Value, ()> {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Ok(Value::Float(f64::INFINITY))
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Ok(Value::Float(f64::NEG_INFINITY)),
+        ".nan" | ".NaN" | ".NAN" => return Ok(Value::Float(f64::NAN)),
+        _ => {}
+    }
+    if let Some(r) = parse_int(s) {
+        return r.map(Value::Int);
+    }
+    if is_core_float(s) {
+        if let Ok(f) = s.parse::<f64>() {
+            return Ok(Value::Float(f));
+        }
+    }
+    Ok(Value::Str(s.to_string()))
+}
+
+/// `[-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?`
+fn is_core_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_digits = i - int_start;
+    let mut frac_digits = 0;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let f = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac_digits = i - f;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let e = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == e {
+            return false;
+        }
+    }
+    i == b.len()
+}
