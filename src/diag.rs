@@ -378,7 +378,7 @@ mod tests {
             assert!(c
                 .name
                 .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch == '-'));
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
             assert!(
                 c.explanation.len() > 60,
                 "{} needs a real explanation",

@@ -1,4 +1,10 @@
 //! Integration tests, one binary (see each module's doc for what it covers).
 
+// Shared helpers.
+mod common;
 // The CLI: exit codes, golden output, JSON decoding.
 mod cli;
+// Error fixtures with expectations on the offending lines; clean fixtures.
+mod fixtures;
+// Layer names, shapes and fans per layout.
+mod layers;

@@ -179,6 +179,7 @@ impl Conv {
                     "give `input:` as {want}, or state `in_channels` if this layer starts a branch"
                 ));
                     cx.error(d);
+                    return Act::poisoned();
                 }
                 (None, vec![None; r])
             };
@@ -222,7 +223,10 @@ impl Conv {
                     dims.push(Some(self.filters));
                 }
             }
-            Act { dims, open: false }
+            Act {
+                poisoned: input.poisoned,
+                ..Act::dims(dims)
+            }
         };
 
         let Some(inc) = self.in_channels.or(chan) else {

@@ -98,6 +98,8 @@ pub enum Kind {
     GlobalAvgPool2d,
     /// `sequential`.
     Sequential(Sequential),
+    /// A layer that could not be read; its output is unknown and raises no further errors.
+    Invalid,
 }
 
 impl Kind {
@@ -121,6 +123,7 @@ impl Kind {
             Kind::Flatten => "flatten",
             Kind::GlobalAvgPool2d => "global_average_pooling2d",
             Kind::Sequential(_) => "sequential",
+            Kind::Invalid => "layer",
         }
     }
 
@@ -221,6 +224,8 @@ pub struct Act {
     pub dims: Vec<Option<u64>>,
     /// More leading dimensions of unknown number and size may come before `dims`.
     pub open: bool,
+    /// Unknown because an earlier layer has errors: later layers stay quiet about it.
+    pub poisoned: bool,
 }
 
 impl Act {
@@ -229,15 +234,30 @@ impl Act {
         Act {
             dims: Vec::new(),
             open: true,
+            poisoned: false,
+        }
+    }
+
+    /// Unknown because of an earlier error.
+    pub fn poisoned() -> Act {
+        Act {
+            poisoned: true,
+            ..Act::unknown()
+        }
+    }
+
+    /// A shape of this rank with the given dimensions, rank known.
+    pub fn dims(dims: Vec<Option<u64>>) -> Act {
+        Act {
+            dims,
+            open: false,
+            poisoned: false,
         }
     }
 
     /// A fully known shape.
     pub fn known(dims: &[u64]) -> Act {
-        Act {
-            dims: dims.iter().map(|&d| Some(d)).collect(),
-            open: false,
-        }
+        Act::dims(dims.iter().map(|&d| Some(d)).collect())
     }
 
     /// The last dimension (features / channels-last), if known.
@@ -337,6 +357,9 @@ impl Cx<'_> {
 
     /// Reports that the input size cannot be inferred; the help names the field to write.
     pub fn missing_input(&mut self, field: &str, input: &Act) {
+        if input.poisoned {
+            return;
+        }
         let d = Diagnostic::error(
             diag::MISSING_INPUT_SIZE,
             self.layer.type_span,

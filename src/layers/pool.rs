@@ -44,7 +44,7 @@ impl Pool {
 
     pub(crate) fn resolve(&self, input: &Act, cx: &mut Cx<'_>) -> Act {
         if input.open && input.dims.is_empty() {
-            return Act::unknown();
+            return input.clone();
         }
         if input.dims.len() != 3 {
             let d = Diagnostic::error(
@@ -60,7 +60,7 @@ impl Pool {
                 "pool after a conv2d, or give `input:` as [C, H, W] (pytorch) or [H, W, C] (keras)",
             );
             cx.error(d);
-            return Act::unknown();
+            return Act::poisoned();
         }
         let (c, sp) = match cx.layout {
             Layout::Pytorch => (0, [1, 2]),

@@ -33,8 +33,14 @@ pub fn resolve(spec: &Spec, diags: &mut Vec<Diagnostic>) -> Model {
     w.walk(&spec.layers, &[], input, spec.dtype);
 
     let mut seen: HashMap<&str, &TensorDecl> = HashMap::new();
+    let mut reported = Vec::new();
     for t in &w.tensors {
         if let Some(first) = seen.insert(&t.name, t) {
+            // One report per pair of clashing definitions, not one per tensor.
+            if reported.contains(&(t.span, first.span)) {
+                continue;
+            }
+            reported.push((t.span, first.span));
             w.diags.push(
                 Diagnostic::error(
                     diag::DUPLICATE_TENSOR,
@@ -175,6 +181,7 @@ impl Walker<'_> {
                 Kind::Activation { .. } | Kind::Dropout { .. } => act,
                 Kind::Flatten => flatten(&act, &mut cx),
                 Kind::GlobalAvgPool2d => global_pool(&act, &mut cx),
+                Kind::Invalid => Act::poisoned(),
                 Kind::Sequential(_) => unreachable!("handled above"),
             };
         }
@@ -189,8 +196,8 @@ fn is_known(a: &Act) -> bool {
 fn flatten(act: &Act, cx: &mut Cx<'_>) -> Act {
     if !is_known(act) {
         return Act {
-            dims: vec![None],
-            open: false,
+            poisoned: act.poisoned,
+            ..Act::dims(vec![None])
         };
     }
     let dims: Vec<u64> = act.dims.iter().map(|d| d.unwrap_or(0)).collect();
@@ -201,10 +208,7 @@ fn flatten(act: &Act, cx: &mut Cx<'_>) -> Act {
                 cx.layer.type_span,
                 "the flattened size",
             ));
-            Act {
-                dims: vec![None],
-                open: false,
-            }
+            Act::poisoned()
         }
     }
 }
@@ -212,8 +216,8 @@ fn flatten(act: &Act, cx: &mut Cx<'_>) -> Act {
 fn global_pool(act: &Act, cx: &mut Cx<'_>) -> Act {
     if act.open && act.dims.is_empty() {
         return Act {
-            dims: vec![None],
-            open: false,
+            poisoned: act.poisoned,
+            ..Act::dims(vec![None])
         };
     }
     if act.dims.len() != 3 {
@@ -228,17 +232,11 @@ fn global_pool(act: &Act, cx: &mut Cx<'_>) -> Act {
         .label("not an image")
         .help("pool after a conv2d");
         cx.error(d);
-        return Act {
-            dims: vec![None],
-            open: false,
-        };
+        return Act::poisoned();
     }
     let c = match cx.layout {
         crate::model::Layout::Pytorch => act.dims[0],
         crate::model::Layout::Keras => act.dims[2],
     };
-    Act {
-        dims: vec![c],
-        open: false,
-    }
+    Act::dims(vec![c])
 }

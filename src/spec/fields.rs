@@ -176,8 +176,13 @@ impl<'a> Fields<'a> {
 
     /// Reports every key not asked for as unknown.
     pub fn finish(self) {
+        self.finish_except(|_| false)
+    }
+
+    /// Reports every key not asked for as unknown, except keys that `free` accepts.
+    pub fn finish_except(self, free: impl Fn(&str) -> bool) {
         for e in self.entries {
-            if !self.asked.contains(&e.key.as_str()) {
+            if !self.asked.contains(&e.key.as_str()) && !free(&e.key) {
                 let mut d = Diagnostic::error(
                     diag::UNKNOWN_KEY,
                     e.key_span,

@@ -91,15 +91,19 @@ pub fn lower(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         _ => Layout::Pytorch,
     };
     let name = match f.str("name") {
-        Some(s) => Some(Sp {
+        Some(s) => Sp {
             value: s.value.to_string(),
             span: s.span,
-        }),
+        },
         None => {
             if f.node("name").is_none() {
                 f.missing("name", "my-model");
             }
-            None
+            // Go on without a name so that every other problem is reported too.
+            Sp {
+                value: String::new(),
+                span: root.span,
+            }
         }
     };
     let seed = f.u64("seed").map_or(0, |s| s.value);
@@ -144,9 +148,10 @@ pub fn lower(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
             None
         }
     };
-    f.finish();
+    // `x-` keys hold blocks to reuse through YAML anchors (as in docker-compose files).
+    f.finish_except(|k| k.starts_with("x-"));
     Some(Spec {
-        name: name?,
+        name,
         seed,
         dtype,
         layout,
@@ -251,7 +256,6 @@ pub fn read_layers(
         ));
         return None;
     };
-    let before = diags.len();
     let mut layers = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let first = diags.len();
@@ -261,16 +265,28 @@ pub fn read_layers(
             (false, Layout::Pytorch) => format!("{parent}.{segment}"),
             (false, Layout::Keras) => format!("{parent}/{segment}"),
         };
-        if let Some(l) = read_layer(item, layout, &path, diags) {
-            layers.push(l);
-        }
+        // A layer that cannot be read stays in place as `Invalid`, so later layers are
+        // still resolved (and report their own problems) without cascading errors.
+        layers.push(read_layer(item, layout, &path, diags).unwrap_or_else(|| invalid(item)));
         for d in &mut diags[first..] {
             if d.path.is_none() {
                 d.path = Some(path.clone());
             }
         }
     }
-    (diags.len() == before || layers.len() == items.len()).then_some(layers)
+    Some(layers)
+}
+
+fn invalid(n: &Node) -> LayerSpec {
+    LayerSpec {
+        name: None,
+        kind: Kind::Invalid,
+        dtype: None,
+        allow: Vec::new(),
+        inits: Inits::default(),
+        span: n.span,
+        type_span: n.span,
+    }
 }
 
 fn layer_name(n: &Node) -> Option<String> {

@@ -92,10 +92,20 @@ pub(super) fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
         let (event, span) = match next {
             Ok(e) => e,
             Err(e) => {
-                let at = offsets.byte(e.marker().index());
+                let mut at = offsets.byte(e.marker().index());
+                // saphyr marks the end of the previous token; point at the tab itself.
+                if e.info().contains("tab") {
+                    if let Some(t) = text[at.min(text.len())..].find('\t') {
+                        at += t;
+                    }
+                }
+                let span = Span::new(at, (at + 1).min(text.len()));
+                if e.info().contains("recursion limit") {
+                    return Err(vec![depth_error(span)]);
+                }
                 return Err(vec![Diagnostic::error(
                     diag::SYNTAX,
-                    Span::new(at, (at + 1).min(text.len())),
+                    span,
                     format!("invalid YAML: {}", e.info()),
                 )
                 .label("here")

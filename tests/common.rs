@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests.
+
+use specc::{check, Model, SourceFile};
+
+/// Resolves spec text (YAML unless `name` ends in .toml), panicking with the diagnostics on error.
+pub fn model(name: &str, text: &str) -> Model {
+    let c = check(&SourceFile::new(name, text.to_string()));
+    match c.model {
+        Some(m) => m,
+        None => panic!("{name}: {:#?}", c.diagnostics),
+    }
+}
+
+/// `(name, shape)` of every tensor, in order.
+pub fn names_shapes(m: &Model) -> Vec<(String, Vec<u64>)> {
+    m.tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect()
+}
+
+/// Builds the expected list from `(name, shape)` literals.
+pub fn expect(items: &[(&str, &[u64])]) -> Vec<(String, Vec<u64>)> {
+    items
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.to_vec()))
+        .collect()
+}
