@@ -1,18 +1,252 @@
-//! The `specc` binary end to end.
+//! The `specc` binary end to end: exit codes, JSON output decoded into typed structs,
+//! and golden renders of diagnostics (no colour, fixed width).
 
-use std::process::Command;
+use serde::Deserialize;
+use std::process::{Command, Output};
 
-fn specc() -> Command {
+fn specc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_specc"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally, not by a signal")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[derive(Deserialize, Debug)]
+struct CheckJson {
+    diagnostics: Vec<DiagJson>,
+}
+
+#[derive(Deserialize, Debug)]
+#[allow(dead_code)] // fields are decoded to prove they are present and typed
+struct DiagJson {
+    code: String,
+    severity: String,
+    message: String,
+    file: String,
+    line: usize,
+    column: usize,
+    path: Option<String>,
+    help: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+struct SummaryJson {
+    tensors: Vec<TensorJson>,
+    total_params: u64,
+    total_bytes: u64,
+    ties: Vec<TieJson>,
+}
+
+#[derive(Deserialize, Debug)]
+struct TensorJson {
+    name: String,
+    shape: Vec<u64>,
+    dtype: String,
+    initializer: InitJson,
+    fan_in: u64,
+    fan_out: u64,
+    params: u64,
+    bytes: u64,
+}
+
+#[derive(Deserialize, Debug)]
+struct InitJson {
+    name: String,
+    rule: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct TieJson {
+    name: String,
+    target: String,
+}
+
+fn temp_spec(name: &str, text: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    (dir, p.display().to_string())
 }
 
 #[test]
-fn check_accepts_the_example_specs() {
-    let out = specc().args(["check", "specs/mlp.yaml"]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+fn check_accepts_every_example_spec_with_exit_0() {
+    let o = specc(&["check", "specs/mlp.yaml", "specs/mnist-cnn.toml", "specs/gpt2-tiny.yaml", "specs/lstm-tagger.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("specs/mlp.yaml: ok"));
+}
+
+#[test]
+fn check_reports_errors_with_exit_1_and_json_locations() {
+    let o = specc(&["check", "--format", "json", "tests/fixtures/errors/initializers.yaml"]);
+    assert_eq!(code(&o), 1);
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j.diagnostics.len(), 7);
+    let d = &j.diagnostics[0];
+    assert_eq!((d.code.as_str(), d.severity.as_str(), d.line, d.column), ("unknown-initializer", "error", 6, 25));
+    assert_eq!(d.file, "tests/fixtures/errors/initializers.yaml");
+    assert_eq!(d.path.as_deref(), Some("0"));
+    assert_eq!(d.help.as_deref(), Some("did you mean `glorot_uniform`?"));
+    assert!(j.diagnostics.iter().all(|d| d.severity == "error" && d.line > 0 && d.column > 0));
+}
+
+#[test]
+fn check_of_several_files_reports_all_and_the_worst_exit() {
+    let o = specc(&["check", "--format", "json", "specs/mlp.yaml", "tests/fixtures/errors/tie.yaml", "tests/fixtures/errors/keys.yaml"]);
+    assert_eq!(code(&o), 1);
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    let files: std::collections::BTreeSet<&str> = j.diagnostics.iter().map(|d| d.file.as_str()).collect();
+    assert_eq!(files.len(), 2);
+}
+
+#[test]
+fn unreadable_inputs_exit_2() {
+    let o = specc(&["check", "no/such/spec.yaml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("cannot read `no/such/spec.yaml`"), "{}", stderr(&o));
+    let o = specc(&["check", "specs"]);
+    assert_eq!(code(&o), 2, "a directory is not a spec");
+    let o = specc(&["summary", "/dev/zero"]);
+    assert_eq!(code(&o), 2, "an endless file is refused at the size limit");
+    assert!(stderr(&o).contains("larger than 16 MiB"));
+    // 2 wins over 1 when files differ
+    let o = specc(&["check", "tests/fixtures/errors/tie.yaml", "missing.yaml"]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    assert_eq!(code(&specc(&["check"])), 2);
+    assert_eq!(code(&specc(&["frobnicate"])), 2);
+    assert_eq!(code(&specc(&["check", "--format", "xml", "specs/mlp.yaml"])), 2);
+    assert_eq!(code(&specc(&["explain", "no-such-lint"])), 2);
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let o = specc(&["--help"]);
+    assert_eq!(code(&o), 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["check", "summary", "explain"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+    assert_eq!(code(&specc(&["--version"])), 0);
+}
+
+#[test]
+fn non_utf8_and_bom_inputs() {
+    let (_d, p) = temp_spec("bad.yaml", b"name: m\xff\nlayers: []\n");
+    let o = specc(&["check", "--format", "json", &p]);
+    assert_eq!(code(&o), 1);
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j.diagnostics[0].code, "not-utf8");
+    assert_eq!((j.diagnostics[0].line, j.diagnostics[0].column), (1, 8));
+
+    let (_d, p) = temp_spec("bom.yaml", "\u{feff}name: m\ninput: [2]\nlayers: [{type: dense, units: 1}]\n".as_bytes());
+    assert_eq!(code(&specc(&["check", &p])), 0);
+}
+
+#[test]
+fn empty_and_wrong_files_are_spec_errors() {
+    for (name, text) in [("e.yaml", ""), ("l.yaml", "[1, 2]"), ("s.toml", "x = 1"), ("n.yaml", "# only a comment\n")] {
+        let (_d, p) = temp_spec(name, text.as_bytes());
+        let o = specc(&["check", &p]);
+        assert_eq!(code(&o), 1, "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn huge_numbers_and_overflow_are_errors_not_panics() {
+    let (_d, p) = temp_spec(
+        "big.yaml",
+        b"name: big\ninput: [10000000000]\nlayers:\n  - {type: dense, units: 100000000000}\n  - {type: dense, units: 18446744073709551616}\n",
     );
+    let o = specc(&["check", "--format", "json", &p]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    let codes: Vec<&str> = j.diagnostics.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["shape-overflow", "invalid-value"]);
+    // 10^21 parameters in tensors that each fit: the model total overflows bytes
+    let (_d, p) = temp_spec(
+        "huge.yaml",
+        b"name: huge\ninput: [1000000000]\nlayers:\n  - {type: dense, units: 1000000000000, use_bias: false}\n",
+    );
+    let o = specc(&["check", &p]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn summary_json_decodes_and_adds_up() {
+    let o = specc(&["summary", "--format", "json", "specs/mlp.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s: SummaryJson = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = s.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "out.weight", "out.bias"]);
+    let w = &s.tensors[0];
+    assert_eq!((w.shape.as_slice(), w.dtype.as_str(), w.fan_in, w.fan_out, w.params, w.bytes), (&[256, 784][..], "f32", 784, 256, 200_704, 802_816));
+    assert_eq!(w.initializer.name, "he_normal");
+    assert_eq!(w.initializer.rule, "variance_scaling(scale=2, mode=fan_in, distribution=truncated_normal)");
+    assert_eq!(s.total_params, s.tensors.iter().map(|t| t.params).sum::<u64>());
+    assert_eq!(s.total_params, 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+    assert_eq!(s.total_bytes, 4 * s.total_params);
+    assert!(s.ties.is_empty());
+
+    let o = specc(&["summary", "--format", "json", "specs/gpt2-tiny.yaml"]);
+    let s: SummaryJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((s.ties[0].name.as_str(), s.ties[0].target.as_str()), ("lm_head.weight", "transformer.wte.weight"));
+}
+
+#[test]
+fn summary_table_lists_tensors_and_totals() {
+    let o = specc(&["summary", "specs/mnist-cnn.toml"]);
+    assert_eq!(code(&o), 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    insta::assert_snapshot!("summary_mnist_cnn", out);
+}
+
+#[test]
+fn summary_of_a_broken_spec_exits_1_without_a_table() {
+    let o = specc(&["summary", "tests/fixtures/errors/tie.yaml"]);
+    assert_eq!(code(&o), 1);
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn explain_covers_every_lint_and_code() {
+    for l in specc::lint::LINTS {
+        let o = specc(&["explain", l.name]);
+        assert_eq!(code(&o), 0);
+        assert!(String::from_utf8_lossy(&o.stdout).contains(l.explanation));
+    }
+    for c in specc::diag::CODES {
+        let o = specc(&["explain", c.name]);
+        assert_eq!(code(&o), 0);
+        assert!(String::from_utf8_lossy(&o.stdout).contains(c.summary));
+    }
+    let o = specc(&["explain", "zero-kernel"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("symmetry") && text.contains("allow: [zero-kernel]"));
+    let o = specc(&["explain", "--list"]);
+    assert_eq!(code(&o), 0);
+}
+
+/// Golden renders of representative diagnostics, as a terminal user reads them.
+#[test]
+fn rendered_diagnostics_golden() {
+    for fixture in ["keys.yaml", "initializers.yaml", "tie.yaml", "duplicate_tensor.yaml", "syntax.toml", "shapes.yaml"] {
+        let path = format!("tests/fixtures/errors/{fixture}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let src = specc::SourceFile::new(&path, text);
+        let c = specc::check(&src);
+        let out = specc::diag::render_human(&src, &c.diagnostics, specc::diag::HumanStyle { color: false, width: 80 });
+        insta::assert_snapshot!(format!("render_{fixture}"), out);
+    }
 }

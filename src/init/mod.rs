@@ -295,8 +295,8 @@ pub fn num(x: f64) -> String {
 impl fmt::Display for Init {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Init::Constant { value } if value == 0.0 => write!(f, "zeros"),
-            Init::Constant { value } if value == 1.0 => write!(f, "ones"),
+            Init::Constant { value: 0.0 } => write!(f, "zeros"),
+            Init::Constant { value: 1.0 } => write!(f, "ones"),
             Init::Constant { value } => write!(f, "constant(value={})", num(value)),
             Init::Normal { mean, std } => write!(f, "normal(mean={}, std={})", num(mean), num(std)),
             Init::Uniform { low, high } => {
@@ -357,7 +357,7 @@ impl fmt::Display for Dist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Dist::Constant(v) => write!(f, "= {}", num(v)),
-            Dist::Normal { mean, std } if mean == 0.0 => write!(f, "N(0, {}²)", num(std)),
+            Dist::Normal { mean: 0.0, std } => write!(f, "N(0, {}²)", num(std)),
             Dist::Normal { mean, std } => write!(f, "N({}, {}²)", num(mean), num(std)),
             Dist::Uniform { low, high } if low == -high => write!(f, "U(±{})", num(high)),
             Dist::Uniform { low, high } => write!(f, "U({}, {})", num(low), num(high)),

@@ -403,7 +403,7 @@ fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Option<In
                 );
             } else if std > 0.0 {
                 let mass = normal_cdf((high - mean) / std) - normal_cdf((low - mean) / std);
-                if !(mass > 1e-12) {
+                if mass.is_nan() || mass <= 1e-12 {
                     p.invalid(
                         &["a", "b", "mean"],
                         format!(

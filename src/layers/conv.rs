@@ -184,8 +184,8 @@ impl Conv {
                 (None, vec![None; r])
             };
         let mut out_spatial = Vec::with_capacity(r);
-        for i in 0..r {
-            out_spatial.push(spatial[i].and_then(|n| {
+        for (i, n) in spatial.iter().enumerate() {
+            out_spatial.push(n.and_then(|n| {
                 match out_size(n, self.kernel_size[i], self.strides[i], self.dilation[i], &self.padding, i) {
                     Ok(o) => Some(o),
                     Err(msg) => {

@@ -6,6 +6,9 @@
 //! allocation). Scalars are typed by the YAML 1.2 core schema; `<<` merge keys follow
 //! the YAML 1.1 merge-key convention (explicit keys win, then earlier merge sources).
 
+// A parse error ends parsing at once, so its size on the stack does not matter.
+#![allow(clippy::result_large_err)]
+
 use super::{depth_error, limit, parse_int, Entry, Node, Value, MAX_DEPTH, MAX_NODES};
 use crate::diag::{self, Diagnostic};
 use crate::source::Span;
