@@ -79,31 +79,56 @@ fn temp_spec(name: &str, text: &[u8]) -> (tempfile::TempDir, String) {
 
 #[test]
 fn check_accepts_every_example_spec_with_exit_0() {
-    let o = specc(&["check", "specs/mlp.yaml", "specs/mnist-cnn.toml", "specs/gpt2-tiny.yaml", "specs/lstm-tagger.yaml"]);
+    let o = specc(&[
+        "check",
+        "specs/mlp.yaml",
+        "specs/mnist-cnn.toml",
+        "specs/gpt2-tiny.yaml",
+        "specs/lstm-tagger.yaml",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("specs/mlp.yaml: ok"));
 }
 
 #[test]
 fn check_reports_errors_with_exit_1_and_json_locations() {
-    let o = specc(&["check", "--format", "json", "tests/fixtures/errors/initializers.yaml"]);
+    let o = specc(&[
+        "check",
+        "--format",
+        "json",
+        "tests/fixtures/errors/initializers.yaml",
+    ]);
     assert_eq!(code(&o), 1);
     let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j.diagnostics.len(), 7);
     let d = &j.diagnostics[0];
-    assert_eq!((d.code.as_str(), d.severity.as_str(), d.line, d.column), ("unknown-initializer", "error", 6, 25));
+    assert_eq!(
+        (d.code.as_str(), d.severity.as_str(), d.line, d.column),
+        ("unknown-initializer", "error", 6, 25)
+    );
     assert_eq!(d.file, "tests/fixtures/errors/initializers.yaml");
     assert_eq!(d.path.as_deref(), Some("0"));
     assert_eq!(d.help.as_deref(), Some("did you mean `glorot_uniform`?"));
-    assert!(j.diagnostics.iter().all(|d| d.severity == "error" && d.line > 0 && d.column > 0));
+    assert!(j
+        .diagnostics
+        .iter()
+        .all(|d| d.severity == "error" && d.line > 0 && d.column > 0));
 }
 
 #[test]
 fn check_of_several_files_reports_all_and_the_worst_exit() {
-    let o = specc(&["check", "--format", "json", "specs/mlp.yaml", "tests/fixtures/errors/tie.yaml", "tests/fixtures/errors/keys.yaml"]);
+    let o = specc(&[
+        "check",
+        "--format",
+        "json",
+        "specs/mlp.yaml",
+        "tests/fixtures/errors/tie.yaml",
+        "tests/fixtures/errors/keys.yaml",
+    ]);
     assert_eq!(code(&o), 1);
     let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
-    let files: std::collections::BTreeSet<&str> = j.diagnostics.iter().map(|d| d.file.as_str()).collect();
+    let files: std::collections::BTreeSet<&str> =
+        j.diagnostics.iter().map(|d| d.file.as_str()).collect();
     assert_eq!(files.len(), 2);
 }
 
@@ -111,7 +136,11 @@ fn check_of_several_files_reports_all_and_the_worst_exit() {
 fn unreadable_inputs_exit_2() {
     let o = specc(&["check", "no/such/spec.yaml"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("cannot read `no/such/spec.yaml`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read `no/such/spec.yaml`"),
+        "{}",
+        stderr(&o)
+    );
     let o = specc(&["check", "specs"]);
     assert_eq!(code(&o), 2, "a directory is not a spec");
     let o = specc(&["summary", "/dev/zero"]);
@@ -126,7 +155,10 @@ fn unreadable_inputs_exit_2() {
 fn bad_arguments_exit_2() {
     assert_eq!(code(&specc(&["check"])), 2);
     assert_eq!(code(&specc(&["frobnicate"])), 2);
-    assert_eq!(code(&specc(&["check", "--format", "xml", "specs/mlp.yaml"])), 2);
+    assert_eq!(
+        code(&specc(&["check", "--format", "xml", "specs/mlp.yaml"])),
+        2
+    );
     assert_eq!(code(&specc(&["explain", "no-such-lint"])), 2);
 }
 
@@ -150,13 +182,21 @@ fn non_utf8_and_bom_inputs() {
     assert_eq!(j.diagnostics[0].code, "not-utf8");
     assert_eq!((j.diagnostics[0].line, j.diagnostics[0].column), (1, 8));
 
-    let (_d, p) = temp_spec("bom.yaml", "\u{feff}name: m\ninput: [2]\nlayers: [{type: dense, units: 1}]\n".as_bytes());
+    let (_d, p) = temp_spec(
+        "bom.yaml",
+        "\u{feff}name: m\ninput: [2]\nlayers: [{type: dense, units: 1}]\n".as_bytes(),
+    );
     assert_eq!(code(&specc(&["check", &p])), 0);
 }
 
 #[test]
 fn empty_and_wrong_files_are_spec_errors() {
-    for (name, text) in [("e.yaml", ""), ("l.yaml", "[1, 2]"), ("s.toml", "x = 1"), ("n.yaml", "# only a comment\n")] {
+    for (name, text) in [
+        ("e.yaml", ""),
+        ("l.yaml", "[1, 2]"),
+        ("s.toml", "x = 1"),
+        ("n.yaml", "# only a comment\n"),
+    ] {
         let (_d, p) = temp_spec(name, text.as_bytes());
         let o = specc(&["check", &p]);
         assert_eq!(code(&o), 1, "{name}: {}", stderr(&o));
@@ -189,19 +229,51 @@ fn summary_json_decodes_and_adds_up() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let s: SummaryJson = serde_json::from_slice(&o.stdout).unwrap();
     let names: Vec<&str> = s.tensors.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "out.weight", "out.bias"]);
+    assert_eq!(
+        names,
+        [
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "out.weight",
+            "out.bias"
+        ]
+    );
     let w = &s.tensors[0];
-    assert_eq!((w.shape.as_slice(), w.dtype.as_str(), w.fan_in, w.fan_out, w.params, w.bytes), (&[256, 784][..], "f32", 784, 256, 200_704, 802_816));
+    assert_eq!(
+        (
+            w.shape.as_slice(),
+            w.dtype.as_str(),
+            w.fan_in,
+            w.fan_out,
+            w.params,
+            w.bytes
+        ),
+        (&[256, 784][..], "f32", 784, 256, 200_704, 802_816)
+    );
     assert_eq!(w.initializer.name, "he_normal");
-    assert_eq!(w.initializer.rule, "variance_scaling(scale=2, mode=fan_in, distribution=truncated_normal)");
-    assert_eq!(s.total_params, s.tensors.iter().map(|t| t.params).sum::<u64>());
-    assert_eq!(s.total_params, 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+    assert_eq!(
+        w.initializer.rule,
+        "variance_scaling(scale=2, mode=fan_in, distribution=truncated_normal)"
+    );
+    assert_eq!(
+        s.total_params,
+        s.tensors.iter().map(|t| t.params).sum::<u64>()
+    );
+    assert_eq!(
+        s.total_params,
+        784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    );
     assert_eq!(s.total_bytes, 4 * s.total_params);
     assert!(s.ties.is_empty());
 
     let o = specc(&["summary", "--format", "json", "specs/gpt2-tiny.yaml"]);
     let s: SummaryJson = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((s.ties[0].name.as_str(), s.ties[0].target.as_str()), ("lm_head.weight", "transformer.wte.weight"));
+    assert_eq!(
+        (s.ties[0].name.as_str(), s.ties[0].target.as_str()),
+        ("lm_head.weight", "transformer.wte.weight")
+    );
 }
 
 #[test]
@@ -241,12 +313,26 @@ fn explain_covers_every_lint_and_code() {
 /// Golden renders of representative diagnostics, as a terminal user reads them.
 #[test]
 fn rendered_diagnostics_golden() {
-    for fixture in ["keys.yaml", "initializers.yaml", "tie.yaml", "duplicate_tensor.yaml", "syntax.toml", "shapes.yaml"] {
+    for fixture in [
+        "keys.yaml",
+        "initializers.yaml",
+        "tie.yaml",
+        "duplicate_tensor.yaml",
+        "syntax.toml",
+        "shapes.yaml",
+    ] {
         let path = format!("tests/fixtures/errors/{fixture}");
         let text = std::fs::read_to_string(&path).unwrap();
         let src = specc::SourceFile::new(&path, text);
         let c = specc::check(&src);
-        let out = specc::diag::render_human(&src, &c.diagnostics, specc::diag::HumanStyle { color: false, width: 80 });
+        let out = specc::diag::render_human(
+            &src,
+            &c.diagnostics,
+            specc::diag::HumanStyle {
+                color: false,
+                width: 80,
+            },
+        );
         insta::assert_snapshot!(format!("render_{fixture}"), out);
     }
 }
