@@ -13,8 +13,10 @@
 
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod diag;
 pub mod init;
+pub mod inspect;
 pub mod layers;
 pub mod lint;
 pub mod model;
@@ -22,6 +24,7 @@ pub mod resolve;
 pub mod source;
 pub mod spec;
 pub mod syntax;
+pub mod write;
 
 pub use diag::{Diagnostic, Severity};
 pub use model::{DType, Fans, Layout, Model, Role, TensorDecl};
@@ -45,17 +48,34 @@ impl Checked {
     }
 }
 
+/// Command-line overrides of what the spec says.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Options {
+    /// Replaces the spec's `seed` (initializers with their own `seed` keep it).
+    pub seed: Option<u64>,
+    /// Replaces the dtype of every floating-point tensor, layer overrides included.
+    pub dtype: Option<DType>,
+}
+
 /// Parses, lowers and resolves one spec, collecting every problem of the file.
 pub fn check(source: &SourceFile) -> Checked {
+    check_with(source, Options::default())
+}
+
+/// [`check`] with command-line overrides.
+pub fn check_with(source: &SourceFile, options: Options) -> Checked {
     let mut diagnostics = Vec::new();
     let model = match syntax::parse(source) {
         Err(d) => {
             diagnostics = d;
             None
         }
-        Ok(root) => {
-            spec::lower(&root, &mut diagnostics).map(|s| resolve::resolve(&s, &mut diagnostics))
-        }
+        Ok(root) => spec::lower(&root, &mut diagnostics).map(|mut s| {
+            if let Some(seed) = options.seed {
+                s.seed = seed;
+            }
+            resolve::resolve(&s, options.dtype, &mut diagnostics)
+        }),
     };
     diagnostics.sort_by_key(|d| d.primary.as_ref().map_or(0, |l| l.span.start));
     // The same problem found twice (both spatial dimensions of one window, say) is said once.

@@ -36,6 +36,38 @@ enum Command {
         #[command(flatten)]
         levels: LevelArgs,
     },
+    /// Check a spec, then generate its weights deterministically and write them as safetensors.
+    ///
+    /// Errors (and denied lints) stop the build with exit 1 and no file is written; the
+    /// output appears only when complete (written to a temporary file, then renamed).
+    Build {
+        /// A spec file.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// The safetensors file to write.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// Seed for every tensor (overrides the spec's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Element type of every floating-point tensor (overrides the spec and its layers).
+        #[arg(long, value_parser = ["f32", "f16", "bf16", "f64"])]
+        dtype: Option<String>,
+        /// Worker threads (default: all cores); the output does not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        levels: LevelArgs,
+    },
+    /// Show what a safetensors file holds: metadata, and per tensor dtype, shape, mean, std, min, max.
+    Inspect {
+        /// A .safetensors file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output format: a table, or JSON for tools.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// List every tensor a spec declares: name, shape, dtype, initializer, fans, parameters.
     Summary {
         /// A spec file.
@@ -88,6 +120,24 @@ fn main() -> ExitCode {
             levels,
         } => summary(&spec, format, &levels),
         Command::Explain { name, list } => explain(name.as_deref(), list),
+        Command::Build {
+            spec,
+            output,
+            seed,
+            dtype,
+            threads,
+            levels,
+        } => {
+            let dtype = dtype.as_deref().and_then(specc::DType::from_spec);
+            build(
+                &spec,
+                &output,
+                specc::Options { seed, dtype },
+                threads,
+                &levels,
+            )
+        }
+        Command::Inspect { file, format } => inspect(&file, format),
     };
     ExitCode::from(code)
 }
@@ -114,8 +164,12 @@ fn load(path: &Path) -> Result<(SourceFile, Vec<Diagnostic>), u8> {
 }
 
 fn run_check(src: &SourceFile, pre: Vec<Diagnostic>) -> Checked {
+    run_check_with(src, pre, specc::Options::default())
+}
+
+fn run_check_with(src: &SourceFile, pre: Vec<Diagnostic>, options: specc::Options) -> Checked {
     if pre.is_empty() {
-        specc::check(src)
+        specc::check_with(src, options)
     } else {
         Checked {
             model: None,
@@ -282,4 +336,107 @@ fn explain(name: Option<&str>, list: bool) -> u8 {
         ),
     }
     2
+}
+
+fn build(
+    path: &Path,
+    output: &Path,
+    options: specc::Options,
+    threads: Option<usize>,
+    levels: &LevelArgs,
+) -> u8 {
+    if let Some(n) = threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+        {
+            eprintln!("error: cannot start {n} threads: {e}");
+            return 2;
+        }
+    }
+    let (src, pre) = match load(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let checked = run_check_with(&src, pre, options);
+    print_human(&src, &checked.diagnostics);
+    let code = exit_for(&checked.diagnostics, levels);
+    let model = match (checked.model, code) {
+        (Some(m), 0) => m,
+        _ => {
+            let (e, w) = counts(&checked.diagnostics);
+            eprintln!(
+                "{}: {e} error{}, {w} warning{}; nothing written",
+                src.name,
+                plural(e),
+                plural(w),
+            );
+            return 1;
+        }
+    };
+    if output.is_dir() {
+        eprintln!(
+            "error: cannot write `{}`: it is a directory",
+            output.display()
+        );
+        return 2;
+    }
+    let order = specc::write::file_order(&model.tensors);
+    let meta = specc::write::metadata(&model, &src.sha256);
+    let total = specc::write::header(&order, &meta).file_size();
+    let bar = (std::io::stderr().is_terminal() && total > 256 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("template is valid"),
+        );
+        b
+    });
+    let start = std::time::Instant::now();
+    let result = specc::write::write_file(output, &order, model.layout, &meta, &mut |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(w) => {
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "wrote {}: {} tensors, {} parameters, {} bytes in {:.2} s ({:.2} GB/s)",
+                output.display(),
+                w.tensors,
+                w.params,
+                w.bytes,
+                secs,
+                w.bytes as f64 / secs.max(1e-9) / 1e9
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+fn inspect(path: &Path, format: Format) -> u8 {
+    let info = match specc::inspect::inspect(path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: cannot inspect `{}`: {e}", path.display());
+            return 2;
+        }
+    };
+    match format {
+        Format::Json => {
+            stdout(&(serde_json::to_string_pretty(&info).expect("inspection serializes") + "\n"))
+        }
+        Format::Human => stdout(&report::inspection(&info)),
+    }
+    0
 }

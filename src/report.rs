@@ -21,7 +21,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -162,6 +162,69 @@ pub fn json(m: &Model) -> serde_json::Value {
         "total_params": m.total_params(),
         "total_bytes": m.total_bytes(),
     })
+}
+
+/// The `inspect` table.
+pub fn inspection(info: &specc::inspect::Inspection) -> String {
+    let mut out = String::new();
+    if !info.metadata.is_empty() {
+        out += "metadata:\n";
+        for (k, v) in &info.metadata {
+            let v = if v.len() > 100 {
+                format!("{}… ({} bytes)", &v[..v.floor_char_boundary(100)], v.len())
+            } else {
+                v.clone()
+            };
+            out += &format!("  {k}: {v}\n");
+        }
+        out += "\n";
+    }
+    let header = ["name", "dtype", "shape", "mean", "std", "min", "max"];
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.6}"));
+    let rows: Vec<[String; 7]> = info
+        .tensors
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.dtype.clone(),
+                format!("{:?}", t.shape),
+                f(t.mean),
+                f(t.std),
+                f(t.min),
+                f(t.max),
+            ]
+        })
+        .collect();
+    let mut w = header.map(|h| h.len());
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = " ".repeat(w[i] - c.chars().count());
+            if i >= 3 {
+                s += &format!("{pad}{c}  ");
+            } else {
+                s += &format!("{c}{pad}  ");
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out += &line(&header.map(String::from));
+    for r in &rows {
+        out += &line(r);
+    }
+    let total: usize = info.tensors.iter().map(|t| t.numel).sum();
+    out += &format!(
+        "\n{} tensors, {} parameters\n",
+        info.tensors.len(),
+        thousands(total as u64)
+    );
+    out
 }
 
 #[cfg(test)]

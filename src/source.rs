@@ -54,6 +54,8 @@ pub struct SourceFile {
     pub text: String,
     /// Which parser reads it.
     pub format: SourceFormat,
+    /// Hex SHA-256 of the file's bytes as read (byte-order mark included).
+    pub sha256: String,
     line_starts: Vec<usize>,
 }
 
@@ -138,6 +140,7 @@ impl SourceFile {
 
     /// Builds a source from text; the format follows the name's extension (`.toml`, else YAML).
     pub fn new(name: &str, text: String) -> SourceFile {
+        let sha256 = hex_sha256(text.as_bytes());
         let text = match text.strip_prefix('\u{feff}') {
             Some(rest) => rest.to_string(),
             None => text,
@@ -153,6 +156,7 @@ impl SourceFile {
             name: name.to_string(),
             text,
             format,
+            sha256,
             line_starts,
         }
     }
@@ -168,6 +172,15 @@ impl SourceFile {
             .map_or(offset - start, |s| s.chars().count());
         (line + 1, col + 1)
     }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,6 +201,15 @@ mod tests {
         let s = SourceFile::new("M.TOML", "\u{feff}a = 1".into());
         assert_eq!(s.text, "a = 1");
         assert_eq!(s.format, SourceFormat::Toml);
+    }
+
+    #[test]
+    fn digest_is_of_the_bytes_as_read() {
+        let s = SourceFile::new("a.yaml", "abc".into());
+        assert_eq!(
+            s.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

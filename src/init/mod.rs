@@ -7,6 +7,9 @@
 //! normal, which is exactly what they compute.
 
 mod names;
+pub mod rng;
+pub mod sample;
+pub mod special;
 
 pub use names::{canonical_name, parse_initializer, InitSpec, INITIALIZER_NAMES};
 

@@ -36,7 +36,7 @@ impl Attention {
         };
         let out = input.with_last(e);
         let h = self.num_heads.value;
-        if e % h != 0 {
+        if !e.is_multiple_of(h) {
             let d = Diagnostic::error(
                 diag::SHAPE_MISMATCH,
                 self.num_heads.span,

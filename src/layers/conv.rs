@@ -234,7 +234,7 @@ impl Conv {
             return out;
         };
         let g = self.groups.value;
-        if inc % g != 0 || self.filters % g != 0 {
+        if !inc.is_multiple_of(g) || !self.filters.is_multiple_of(g) {
             let d = Diagnostic::error(
                 diag::SHAPE_MISMATCH,
                 self.groups.span,

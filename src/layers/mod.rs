@@ -501,10 +501,12 @@ fn shape_problem(init: &Init, shape: &[u64], role: Role, layout: Layout) -> Opti
         Init::Dirac { .. } if !(3..=5).contains(&shape.len()) || role != Role::Kernel => {
             Some("it needs a convolution kernel (3 to 5 dimensions)".into())
         }
-        Init::Dirac { groups } if out_channels(shape, layout) % groups != 0 => Some(format!(
-            "{} output channels do not divide into {groups} groups",
-            out_channels(shape, layout)
-        )),
+        Init::Dirac { groups } if !out_channels(shape, layout).is_multiple_of(*groups) => {
+            Some(format!(
+                "{} output channels do not divide into {groups} groups",
+                out_channels(shape, layout)
+            ))
+        }
         Init::UnitForgetBias { units } if shape.iter().product::<u64>() != 4 * units => {
             Some("it fills an LSTM bias of 4·units".into())
         }

@@ -17,7 +17,9 @@ struct Walker<'a> {
 }
 
 /// Resolves a spec into its model; problems go to `diags`.
-pub fn resolve(spec: &Spec, diags: &mut Vec<Diagnostic>) -> Model {
+///
+/// `force_dtype` replaces every floating-point tensor's dtype (the CLI's `--dtype`).
+pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Vec<Diagnostic>) -> Model {
     let mut w = Walker {
         spec,
         tensors: Vec::new(),
@@ -31,6 +33,11 @@ pub fn resolve(spec: &Spec, diags: &mut Vec<Diagnostic>) -> Model {
         .as_ref()
         .map_or_else(Act::unknown, |i| Act::known(&i.value));
     w.walk(&spec.layers, &[], input, spec.dtype);
+    if let Some(d) = force_dtype {
+        for t in w.tensors.iter_mut().filter(|t| t.dtype != DType::I64) {
+            t.dtype = d;
+        }
+    }
 
     let mut seen: HashMap<&str, &TensorDecl> = HashMap::new();
     let mut reported = Vec::new();

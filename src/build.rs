@@ -1,0 +1,162 @@
+//! Build: a resolved model's tensors as bytes, chunk by chunk, and as a Candle `VarMap`.
+//!
+//! Values come from [`Plan`]s, which compute any element from its index alone, so a
+//! chunk is split across threads (rayon) and the bytes do not depend on the thread count.
+
+use crate::init::sample::Plan;
+use crate::model::{DType, Layout, Model, TensorDecl};
+use rayon::prelude::*;
+
+/// Elements one thread generates at a time.
+const GRAIN: usize = 1 << 15;
+
+/// A tensor's values, ready to be produced in pieces.
+pub struct Generator<'a> {
+    decl: &'a TensorDecl,
+    plan: Plan,
+}
+
+impl<'a> Generator<'a> {
+    /// Prepares a tensor (structured initializers are computed here, whole).
+    pub fn new(decl: &'a TensorDecl, layout: Layout) -> Generator<'a> {
+        Generator {
+            decl,
+            plan: Plan::new(decl, layout),
+        }
+    }
+
+    /// Appends the little-endian bytes of elements `start .. start + count` to `out`.
+    pub fn bytes(&self, start: u64, count: usize, out: &mut Vec<u8>) {
+        let size = self.decl.dtype.size() as usize;
+        let at = out.len();
+        out.resize(at + count * size, 0);
+        let dst = &mut out[at..];
+        let dtype = self.decl.dtype;
+        dst.par_chunks_mut(GRAIN * size)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let first = start + (i * GRAIN) as u64;
+                let n = chunk.len() / size;
+                match dtype {
+                    DType::F64 => {
+                        let mut v = vec![0f64; n];
+                        self.plan.fill_f64(first, &mut v);
+                        for (c, x) in chunk.chunks_exact_mut(8).zip(&v) {
+                            c.copy_from_slice(&x.to_le_bytes());
+                        }
+                    }
+                    DType::I64 => {
+                        let mut v = vec![0f64; n];
+                        self.plan.fill_f64(first, &mut v);
+                        for (c, x) in chunk.chunks_exact_mut(8).zip(&v) {
+                            c.copy_from_slice(&(*x as i64).to_le_bytes());
+                        }
+                    }
+                    DType::F32 | DType::F16 | DType::BF16 => {
+                        let mut v = vec![0f32; n];
+                        self.plan.fill_f32(first, &mut v);
+                        match dtype {
+                            DType::F32 => {
+                                for (c, x) in chunk.chunks_exact_mut(4).zip(&v) {
+                                    c.copy_from_slice(&x.to_le_bytes());
+                                }
+                            }
+                            DType::F16 => {
+                                for (c, x) in chunk.chunks_exact_mut(2).zip(&v) {
+                                    c.copy_from_slice(&half::f16::from_f32(*x).to_le_bytes());
+                                }
+                            }
+                            _ => {
+                                for (c, x) in chunk.chunks_exact_mut(2).zip(&v) {
+                                    c.copy_from_slice(&half::bf16::from_f32(*x).to_le_bytes());
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+    }
+
+    /// All values as f64 (for tests and in-process use).
+    pub fn values_f64(&self) -> Vec<f64> {
+        let n = self.decl.numel() as usize;
+        match self.decl.dtype {
+            DType::F64 | DType::I64 => {
+                let mut v = vec![0f64; n];
+                self.plan.fill_f64(0, &mut v);
+                v
+            }
+            DType::F32 => {
+                let mut v = vec![0f32; n];
+                self.plan.fill_f32(0, &mut v);
+                v.into_iter().map(f64::from).collect()
+            }
+            DType::F16 => {
+                let mut v = vec![0f32; n];
+                self.plan.fill_f32(0, &mut v);
+                v.into_iter()
+                    .map(|x| half::f16::from_f32(x).to_f64())
+                    .collect()
+            }
+            DType::BF16 => {
+                let mut v = vec![0f32; n];
+                self.plan.fill_f32(0, &mut v);
+                v.into_iter()
+                    .map(|x| half::bf16::from_f32(x).to_f64())
+                    .collect()
+            }
+        }
+    }
+}
+
+/// All bytes of one tensor (small tensors; the writer streams big ones).
+pub fn tensor_bytes(decl: &TensorDecl, layout: Layout) -> Vec<u8> {
+    let mut out = Vec::new();
+    Generator::new(decl, layout).bytes(0, decl.numel() as usize, &mut out);
+    out
+}
+
+/// A failure turning a model into Candle variables.
+#[derive(Debug)]
+pub struct CandleError(pub candle_core::Error);
+
+impl std::fmt::Display for CandleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "candle: {}", self.0)
+    }
+}
+
+impl std::error::Error for CandleError {}
+
+/// The model as a Candle `VarMap` on the CPU, named per layout; a tied name shares its target's variable.
+pub fn build_varmap(model: &Model) -> Result<candle_nn::VarMap, CandleError> {
+    use candle_core::{Device, Tensor, Var};
+    let map = candle_nn::VarMap::new();
+    {
+        let mut data = map
+            .data()
+            .lock()
+            .expect("a new VarMap's lock is not poisoned");
+        for t in &model.tensors {
+            let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+            let bytes = tensor_bytes(t, model.layout);
+            let dtype = match t.dtype {
+                DType::F32 => candle_core::DType::F32,
+                DType::F16 => candle_core::DType::F16,
+                DType::BF16 => candle_core::DType::BF16,
+                DType::F64 => candle_core::DType::F64,
+                DType::I64 => candle_core::DType::I64,
+            };
+            let tensor = Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)
+                .map_err(CandleError)?;
+            let var = Var::from_tensor(&tensor).map_err(CandleError)?;
+            data.insert(t.name.clone(), var);
+        }
+        for tie in &model.ties {
+            if let Some(v) = data.get(&tie.target).cloned() {
+                data.insert(tie.name.clone(), v);
+            }
+        }
+    }
+    Ok(map)
+}

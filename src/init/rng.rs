@@ -1,0 +1,137 @@
+//! The counter-based generator: Philox4x32-10 keyed by (seed, tensor name).
+//!
+//! Format 1, exactly (docs/determinism.md says the same in prose):
+//!
+//! * `digest = SHA-256("specc/1/" ‖ purpose ‖ 0x00 ‖ seed as 8 little-endian bytes ‖ name as UTF-8)`,
+//!   `purpose` being `values` for a tensor's values and `sparse-mask` for `sparse`'s row choice.
+//! * Philox key `(k0, k1)` = digest bytes 0..4 and 4..8 as little-endian u32;
+//!   counter words `c2, c3` = digest bytes 8..12 and 12..16.
+//! * Block `b` (a u64) is the Philox4x32-10 output for counter `(b mod 2³², b div 2³², c2, c3)`;
+//!   it gives four u32 words, and word `i` of the stream is word `i mod 4` of block `i div 4`.
+//!
+//! Any word of any tensor is one Philox call away: no state, nothing generated before it.
+
+use sha2::{Digest, Sha256};
+
+const M0: u32 = 0xD251_1F53;
+const M1: u32 = 0xCD9E_8D57;
+const W0: u32 = 0x9E37_79B9;
+const W1: u32 = 0xBB67_AE85;
+
+/// Philox4x32 with 10 rounds (Salmon et al., SC'11; the Random123 reference).
+#[inline(always)]
+pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let (mut c, mut k) = (ctr, key);
+    for _ in 0..10 {
+        let p0 = (M0 as u64) * (c[0] as u64);
+        let p1 = (M1 as u64) * (c[2] as u64);
+        c = [
+            ((p1 >> 32) as u32) ^ c[1] ^ k[0],
+            p1 as u32,
+            ((p0 >> 32) as u32) ^ c[3] ^ k[1],
+            p0 as u32,
+        ];
+        k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+    }
+    c
+}
+
+/// The random words of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stream {
+    key: [u32; 2],
+    hi: [u32; 2],
+}
+
+impl Stream {
+    /// The stream for `purpose` of tensor `name` under `seed`.
+    pub fn new(seed: u64, name: &str, purpose: &str) -> Stream {
+        let mut h = Sha256::new();
+        h.update(b"specc/1/");
+        h.update(purpose.as_bytes());
+        h.update([0u8]);
+        h.update(seed.to_le_bytes());
+        h.update(name.as_bytes());
+        let d = h.finalize();
+        let w = |i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        Stream {
+            key: [w(0), w(4)],
+            hi: [w(8), w(12)],
+        }
+    }
+
+    /// Block `b`: words `4b .. 4b+4`.
+    #[inline(always)]
+    pub fn block(&self, b: u64) -> [u32; 4] {
+        philox4x32_10(
+            [b as u32, (b >> 32) as u32, self.hi[0], self.hi[1]],
+            self.key,
+        )
+    }
+
+    /// Word `i`.
+    #[inline]
+    pub fn word(&self, i: u64) -> u32 {
+        self.block(i / 4)[(i % 4) as usize]
+    }
+
+    /// Fills `out` with words `start .. start + out.len()`.
+    pub fn words(&self, start: u64, out: &mut [u32]) {
+        let mut i = 0;
+        let mut pos = start;
+        while i < out.len() {
+            let blk = self.block(pos / 4);
+            let lane = (pos % 4) as usize;
+            let n = (4 - lane).min(out.len() - i);
+            out[i..i + n].copy_from_slice(&blk[lane..lane + n]);
+            i += n;
+            pos += n as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known-answer vectors of the Random123 distribution (kat_vectors, philox4x32_10).
+    #[test]
+    fn philox_known_answers() {
+        assert_eq!(
+            philox4x32_10([0, 0, 0, 0], [0, 0]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
+        assert_eq!(
+            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            philox4x32_10(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
+
+    #[test]
+    fn words_are_seekable() {
+        let s = Stream::new(42, "fc1.weight", "values");
+        let mut all = vec![0u32; 37];
+        s.words(0, &mut all);
+        for start in [0u64, 1, 3, 4, 5, 17] {
+            let mut part = vec![0u32; 37 - start as usize];
+            s.words(start, &mut part);
+            assert_eq!(part, all[start as usize..]);
+            assert_eq!(s.word(start), all[start as usize]);
+        }
+    }
+
+    #[test]
+    fn streams_differ_by_seed_name_and_purpose() {
+        let a = Stream::new(1, "w", "values");
+        assert_ne!(a, Stream::new(2, "w", "values"));
+        assert_ne!(a, Stream::new(1, "w2", "values"));
+        assert_ne!(a, Stream::new(1, "w", "sparse-mask"));
+    }
+}

@@ -1,0 +1,444 @@
+//! Samplers: a tensor's values as a pure function of (seed, name, initializer, shape, dtype).
+//!
+//! Every random value uses a fixed number of words at a fixed position of the tensor's
+//! [`Stream`], so any element can be computed alone (the chunked, parallel writer relies on
+//! it) and the output does not depend on threads or chunk sizes:
+//!
+//! * f32 element `j` uses word `j`; f64 element `j` uses words `2j` and `2j+1`.
+//! * uniform: `u = (w >> 8) · 2⁻²⁴` (f64: 53 bits), `x = low + (high − low) · u`.
+//! * normal: `p = ((w >> 9) + ½) · 2⁻²³` (f64: 52 bits), `x = mean + std · Φ⁻¹(p)`.
+//! * truncated normal on [a, b]: `α = Φ((a−μ)/σ)`, `β = Φ((b−μ)/σ)` (in f64), `p = α + (β−α)·u'`,
+//!   sampled on the mirrored side when the interval lies above the mean (for precision),
+//!   then clamped to [a, b]. The inverse CDF of the truncated range: no rejection.
+//!
+//! f16 and bf16 values are the f32 values rounded to nearest-even.
+
+use super::rng::Stream;
+use super::special::{inv_norm_cdf_f32, inv_norm_cdf_f64};
+use super::{normal_cdf, Dist, Flatten, Init};
+use crate::model::{Layout, TensorDecl};
+
+/// Everything needed to produce any element of one tensor.
+#[derive(Clone, Debug)]
+pub enum Plan {
+    /// Every element the same.
+    Constant(f64),
+    /// U(low, high).
+    Uniform {
+        /// Words.
+        stream: Stream,
+        /// Lower bound.
+        low: f64,
+        /// Upper bound.
+        high: f64,
+    },
+    /// N(mean, std²).
+    Normal {
+        /// Words.
+        stream: Stream,
+        /// Mean.
+        mean: f64,
+        /// Std.
+        std: f64,
+    },
+    /// N(mean, std²) restricted to [low, high] by the inverse CDF.
+    Truncated {
+        /// Words.
+        stream: Stream,
+        /// Mean.
+        mean: f64,
+        /// Std.
+        std: f64,
+        /// CDF at the near bound (of the mirrored interval when `mirror`).
+        alpha: f64,
+        /// CDF at the far bound.
+        beta: f64,
+        /// Sample −Z on the mirrored interval.
+        mirror: bool,
+        /// Lower bound.
+        low: f64,
+        /// Upper bound.
+        high: f64,
+    },
+    /// `gain` on the main diagonal of a `[rows, cols]` matrix.
+    Identity {
+        /// Diagonal value.
+        gain: f64,
+        /// Columns.
+        cols: u64,
+    },
+    /// torch `dirac_` on a conv kernel, in the layout's storage order.
+    Dirac {
+        /// Storage shape.
+        shape: Vec<u64>,
+        /// Storage order.
+        layout: Layout,
+        /// Groups.
+        groups: u64,
+    },
+    /// Keras' LSTM bias: 1 on `[units, 2·units)`, else 0.
+    ForgetBias {
+        /// Units.
+        units: u64,
+    },
+    /// A tensor computed whole (orthogonal, sparse), in row-major order.
+    Whole(Vec<f64>),
+}
+
+impl Plan {
+    /// Prepares the plan of one tensor (computes orthogonal and sparse tensors whole).
+    pub fn new(t: &TensorDecl, layout: Layout) -> Plan {
+        let values = || Stream::new(t.seed, &t.name, "values");
+        match (&t.init, t.init.dist(t.fans)) {
+            (_, Dist::Constant(v)) => Plan::Constant(v),
+            (_, Dist::Uniform { low, high }) => Plan::Uniform {
+                stream: values(),
+                low,
+                high,
+            },
+            (_, Dist::Normal { mean, std }) => Plan::Normal {
+                stream: values(),
+                mean,
+                std,
+            },
+            (
+                _,
+                Dist::TruncatedNormal {
+                    mean,
+                    std,
+                    low,
+                    high,
+                },
+            ) => {
+                if std == 0.0 {
+                    return Plan::Constant(mean.clamp(low, high));
+                }
+                let a = normal_cdf((low - mean) / std);
+                let b = normal_cdf((high - mean) / std);
+                // Above the mean Φ is close to 1, where f32 has no resolution: use the mirror image.
+                let mirror = a + b > 1.0;
+                let (alpha, beta) = if mirror {
+                    (
+                        normal_cdf(-(high - mean) / std),
+                        normal_cdf(-(low - mean) / std),
+                    )
+                } else {
+                    (a, b)
+                };
+                Plan::Truncated {
+                    stream: values(),
+                    mean,
+                    std,
+                    alpha,
+                    beta,
+                    mirror,
+                    low,
+                    high,
+                }
+            }
+            (Init::Identity { gain }, _) => Plan::Identity {
+                gain: *gain,
+                cols: t.shape[1],
+            },
+            (Init::Dirac { groups }, _) => Plan::Dirac {
+                shape: t.shape.clone(),
+                layout,
+                groups: *groups,
+            },
+            (Init::UnitForgetBias { units }, _) => Plan::ForgetBias { units: *units },
+            (Init::Orthogonal { gain, flatten }, _) => {
+                Plan::Whole(orthogonal(values(), &t.shape, *flatten, *gain))
+            }
+            (Init::Sparse { sparsity, std }, _) => Plan::Whole(sparse(t, *sparsity, *std)),
+            (init, d) => unreachable!("{init:?} resolves to {d:?}"),
+        }
+    }
+
+    /// Elements `start .. start + out.len()` in f32 (for f32, f16 and bf16 tensors).
+    pub fn fill_f32(&self, start: u64, out: &mut [f32]) {
+        match self {
+            Plan::Constant(v) => out.fill(*v as f32),
+            Plan::Uniform { stream, low, high } => {
+                let (low, span) = (*low as f32, (*high - *low) as f32);
+                with_words(stream, start, out, |w| low + span * u24(w));
+            }
+            Plan::Normal { stream, mean, std } => {
+                let (mean, std) = (*mean as f32, *std as f32);
+                with_words(stream, start, out, |w| {
+                    mean + std * inv_norm_cdf_f32(p23(w))
+                });
+            }
+            Plan::Truncated {
+                stream,
+                mean,
+                std,
+                alpha,
+                beta,
+                mirror,
+                low,
+                high,
+            } => {
+                let (alpha, span) = (*alpha as f32, (*beta - *alpha) as f32);
+                let sign = if *mirror { -1.0f32 } else { 1.0 };
+                let (mean, std, low, high) = (*mean as f32, *std as f32, *low as f32, *high as f32);
+                with_words(stream, start, out, |w| {
+                    let p =
+                        (alpha + span * p23(w)).clamp(f32::MIN_POSITIVE, 1.0 - 1.0 / 16_777_216.0);
+                    (mean + std * (sign * inv_norm_cdf_f32(p))).clamp(low, high)
+                });
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.structured(start + i as u64) as f32;
+                }
+            }
+        }
+    }
+
+    /// Elements `start .. start + out.len()` in f64 (for f64 tensors).
+    pub fn fill_f64(&self, start: u64, out: &mut [f64]) {
+        match self {
+            Plan::Constant(v) => out.fill(*v),
+            Plan::Uniform { stream, low, high } => {
+                let span = high - low;
+                with_pairs(stream, start, out, |w0, w1| low + span * u53(w0, w1));
+            }
+            Plan::Normal { stream, mean, std } => {
+                with_pairs(stream, start, out, |w0, w1| {
+                    mean + std * inv_norm_cdf_f64(p52(w0, w1))
+                });
+            }
+            Plan::Truncated {
+                stream,
+                mean,
+                std,
+                alpha,
+                beta,
+                mirror,
+                low,
+                high,
+            } => {
+                let sign = if *mirror { -1.0 } else { 1.0 };
+                with_pairs(stream, start, out, |w0, w1| {
+                    let p = (alpha + (beta - alpha) * p52(w0, w1))
+                        .clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON / 2.0);
+                    (mean + std * (sign * inv_norm_cdf_f64(p))).clamp(*low, *high)
+                });
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.structured(start + i as u64);
+                }
+            }
+        }
+    }
+
+    fn structured(&self, j: u64) -> f64 {
+        match self {
+            Plan::Identity { gain, cols } => {
+                if j / cols == j % cols {
+                    *gain
+                } else {
+                    0.0
+                }
+            }
+            Plan::Dirac {
+                shape,
+                layout,
+                groups,
+            } => dirac_at(shape, *layout, *groups, j),
+            Plan::ForgetBias { units } => f64::from(u8::from((*units..2 * units).contains(&j))),
+            Plan::Whole(v) => v[j as usize],
+            _ => unreachable!("random plans fill directly"),
+        }
+    }
+}
+
+/// u ∈ [0, 1) from the top 24 bits of a word.
+#[inline(always)]
+fn u24(w: u32) -> f32 {
+    (w >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// p ∈ (0, 1) from the top 23 bits, centred so that p and 1 − p are exact in f32.
+#[inline(always)]
+fn p23(w: u32) -> f32 {
+    ((w >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
+}
+
+#[inline(always)]
+fn u53(w0: u32, w1: u32) -> f64 {
+    (((w0 as u64) << 21) | (w1 as u64 >> 11)) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+#[inline(always)]
+fn p52(w0: u32, w1: u32) -> f64 {
+    ((((w0 as u64) << 20) | (w1 as u64 >> 12)) as f64 + 0.5) * (1.0 / 4_503_599_627_370_496.0)
+}
+
+/// Maps word `start + i` to `out[i]`, a block of four words at a time.
+#[inline(always)]
+fn with_words(stream: &Stream, start: u64, out: &mut [f32], f: impl Fn(u32) -> f32) {
+    let mut buf = [0u32; 256];
+    let mut pos = start;
+    for chunk in out.chunks_mut(256) {
+        let words = &mut buf[..chunk.len()];
+        stream.words(pos, words);
+        for (o, &w) in chunk.iter_mut().zip(words.iter()) {
+            *o = f(w);
+        }
+        pos += chunk.len() as u64;
+    }
+}
+
+/// Maps words `2(start + i)` and `2(start + i) + 1` to `out[i]`.
+fn with_pairs(stream: &Stream, start: u64, out: &mut [f64], f: impl Fn(u32, u32) -> f64) {
+    let mut buf = [0u32; 256];
+    let mut pos = start * 2;
+    for chunk in out.chunks_mut(128) {
+        let words = &mut buf[..chunk.len() * 2];
+        stream.words(pos, words);
+        for (i, o) in chunk.iter_mut().enumerate() {
+            *o = f(words[2 * i], words[2 * i + 1]);
+        }
+        pos += words.len() as u64;
+    }
+}
+
+/// torch `dirac_`: w[g·opg + d, d, centre…] = 1 for d < min(opg, in/groups); Keras order mirrored.
+fn dirac_at(shape: &[u64], layout: Layout, groups: u64, j: u64) -> f64 {
+    // Decompose the row-major index into coordinates.
+    let mut idx = vec![0u64; shape.len()];
+    let mut rest = j;
+    for (k, &d) in shape.iter().enumerate().rev() {
+        idx[k] = rest % d;
+        rest /= d;
+    }
+    let n = shape.len();
+    let (out_i, in_i, out_n, in_n, spatial, spatial_idx) = match layout {
+        Layout::Pytorch => (idx[0], idx[1], shape[0], shape[1], &shape[2..], &idx[2..]),
+        Layout::Keras => (
+            idx[n - 1],
+            idx[n - 2],
+            shape[n - 1],
+            shape[n - 2],
+            &shape[..n - 2],
+            &idx[..n - 2],
+        ),
+    };
+    let opg = out_n / groups;
+    let d = out_i % opg;
+    let centred = spatial.iter().zip(spatial_idx).all(|(&k, &i)| i == k / 2);
+    f64::from(u8::from(centred && d < in_n && in_i == d))
+}
+
+/// Haar-random (semi-)orthogonal matrix, flattened as the framework does, times `gain`.
+///
+/// Draw A (max(r, c) × min(r, c)) row-major from the f64 normal stream, Householder QR in
+/// f64, multiply Q's columns by sign(diag R), transpose when r < c.
+fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64) -> Vec<f64> {
+    let numel: u64 = shape.iter().product();
+    let (rows, cols) = match flatten {
+        Flatten::Trailing => (shape[0], numel / shape[0]),
+        Flatten::Leading => (numel / shape[shape.len() - 1], shape[shape.len() - 1]),
+    };
+    let (m, n) = (rows.max(cols) as usize, rows.min(cols) as usize);
+    let mut a = vec![0.0f64; m * n];
+    Plan::Normal {
+        stream,
+        mean: 0.0,
+        std: 1.0,
+    }
+    .fill_f64(0, &mut a);
+    let q = qr_q(&mut a, m, n);
+    let mut out = vec![0.0f64; m * n];
+    for i in 0..m {
+        for k in 0..n {
+            let v = gain * q[i * n + k];
+            if rows >= cols {
+                out[i * n + k] = v;
+            } else {
+                out[k * m + i] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Q of the reduced QR of the m × n (m ≥ n) row-major `a`, columns signed so diag(R) > 0.
+fn qr_q(a: &mut [f64], m: usize, n: usize) -> Vec<f64> {
+    let mut vs: Vec<Vec<f64>> = Vec::with_capacity(n);
+    let mut sign = vec![1.0f64; n];
+    for k in 0..n {
+        let norm = (k..m)
+            .map(|i| a[i * n + k] * a[i * n + k])
+            .sum::<f64>()
+            .sqrt();
+        let x0 = a[k * n + k];
+        let alpha = if x0 >= 0.0 { -norm } else { norm };
+        // R[k][k] = alpha after the reflection.
+        sign[k] = if alpha < 0.0 { -1.0 } else { 1.0 };
+        let mut v: Vec<f64> = (k..m).map(|i| a[i * n + k]).collect();
+        v[0] -= alpha;
+        let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if vn > 0.0 {
+            v.iter_mut().for_each(|x| *x /= vn);
+            for c in k..n {
+                let dot: f64 = (k..m).map(|i| v[i - k] * a[i * n + c]).sum();
+                for i in k..m {
+                    a[i * n + c] -= 2.0 * v[i - k] * dot;
+                }
+            }
+        }
+        vs.push(v);
+    }
+    // Q = H0 H1 … H(n-1) applied to the first n columns of the identity.
+    let mut q = vec![0.0f64; m * n];
+    for k in 0..n {
+        q[k * n + k] = 1.0;
+    }
+    for k in (0..n).rev() {
+        let v = &vs[k];
+        for c in 0..n {
+            let dot: f64 = (k..m).map(|i| v[i - k] * q[i * n + c]).sum();
+            for i in k..m {
+                q[i * n + c] -= 2.0 * v[i - k] * dot;
+            }
+        }
+    }
+    for i in 0..m {
+        for k in 0..n {
+            q[i * n + k] *= sign[k];
+        }
+    }
+    q
+}
+
+/// torch `sparse_` on a [rows, cols] matrix: N(0, std²), then in every column the
+/// ⌈sparsity·rows⌉ rows with the smallest `sparse-mask` words (ties by row) set to zero.
+fn sparse(t: &TensorDecl, sparsity: f64, std: f64) -> Vec<f64> {
+    let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+    let mut v = vec![0.0f64; rows * cols];
+    let plan = Plan::Normal {
+        stream: Stream::new(t.seed, &t.name, "values"),
+        mean: 0.0,
+        std,
+    };
+    let mut tmp = vec![0.0f32; rows * cols];
+    plan.fill_f32(0, &mut tmp);
+    for (o, x) in v.iter_mut().zip(&tmp) {
+        *o = *x as f64;
+    }
+    let zeros = (sparsity * rows as f64).ceil() as usize;
+    let mask = Stream::new(t.seed, &t.name, "sparse-mask");
+    let mut order: Vec<(u32, usize)> = Vec::with_capacity(rows);
+    for c in 0..cols {
+        order.clear();
+        order.extend((0..rows).map(|r| (mask.word((c * rows + r) as u64), r)));
+        order.sort_unstable();
+        for &(_, r) in order.iter().take(zeros) {
+            v[r * cols + c] = 0.0;
+        }
+    }
+    v
+}
