@@ -8,3 +8,5 @@ mod cli;
 mod fixtures;
 // Layer names, shapes and fans per layout.
 mod layers;
+// Every initializer against its formula (KS tests), structured inits exact, pinned values.
+mod sampling;
