@@ -10,3 +10,7 @@ mod fixtures;
 mod layers;
 // Every initializer against its formula (KS tests), structured inits exact, pinned values.
 mod sampling;
+// Determinism: runs, threads, inserted layers, seeds, dtypes.
+mod determinism;
+// Candle: VarBuilder loads the output and runs candle_nn layers; the VarMap builder.
+mod candle;

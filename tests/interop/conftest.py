@@ -37,3 +37,14 @@ def summary(path):
 def stored(path):
     """[(name, shape)] of the tensors specc declares, in order."""
     return [(t["name"], tuple(t["shape"])) for t in summary(path)["tensors"]]
+
+
+def build(spec, out, *extra):
+    """`specc build SPEC -o OUT` (asserting success); returns OUT."""
+    res = subprocess.run(
+        [specc_bin(), "build", str(spec), "-o", str(out), *extra],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    return out

@@ -26,7 +26,9 @@ def test_mnist_cnn_matches_keras_functional_model():
     assert stored(SPECS / "mnist-cnn.toml") == keras_vars(keras.Model(inp, x))
 
 
-def test_every_layer_type_matches_keras():
+def keras_every_layer_models():
+    """The Keras models that specs/keras_layers.yaml describes (three chains)."""
+    keras.backend.clear_session()  # automatic names (dense, dense_1) restart from zero
     inp = keras.Input((16, 16, 3))
     x = L.Conv2D(8, 3, padding="same", strides=2, name="conv")(inp)
     x = L.BatchNormalization(name="bn")(x)
@@ -50,5 +52,9 @@ def test_every_layer_type_matches_keras():
     z = L.Embedding(50, 9, name="emb")(ids)
     emb = keras.Model(ids, z)
 
-    want = keras_vars(cnn) + keras_vars(rnn) + keras_vars(emb)
+    return cnn, rnn, emb
+
+
+def test_every_layer_type_matches_keras():
+    want = [v for m in keras_every_layer_models() for v in keras_vars(m)]
     assert stored(HERE_SPECS / "keras_layers.yaml") == want
