@@ -336,3 +336,121 @@ fn rendered_diagnostics_golden() {
         insta::assert_snapshot!(format!("render_{fixture}"), out);
     }
 }
+
+#[derive(Deserialize, Debug)]
+struct InspectJson {
+    metadata: std::collections::BTreeMap<String, String>,
+    tensors: Vec<StatsJson>,
+}
+
+#[derive(Deserialize, Debug)]
+struct StatsJson {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+    mean: Option<f64>,
+    std: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[test]
+fn build_then_inspect_reports_metadata_and_statistics() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("mlp.safetensors");
+    let o = specc(&["build", "specs/mlp.yaml", "-o", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("6 tensors, 235146 parameters"),
+        "{}",
+        stderr(&o)
+    );
+    let o = specc(&["inspect", "--format", "json", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    let j: InspectJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j.metadata["format"], "pt");
+    assert_eq!(j.metadata["seed"], "42");
+    let names: Vec<&str> = j.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "fc1.bias",
+            "fc1.weight",
+            "fc2.bias",
+            "fc2.weight",
+            "out.bias",
+            "out.weight"
+        ]
+    );
+    let w = &j.tensors[1];
+    assert_eq!(
+        (w.dtype.as_str(), w.shape.as_slice()),
+        ("F32", &[256, 784][..])
+    );
+    let s = (2.0f64 / 784.0).sqrt();
+    assert!((w.std.unwrap() / s - 1.0).abs() < 0.01);
+    assert!(w.mean.unwrap().abs() < 0.001);
+    assert!(
+        w.max.unwrap() <= 2.0 * s / specc::init::TRUNC_STD_2
+            && w.min.unwrap() >= -2.0 * s / specc::init::TRUNC_STD_2
+    );
+    let b = &j.tensors[0];
+    assert_eq!(
+        (b.mean, b.std, b.min, b.max),
+        (Some(0.0), Some(0.0), Some(0.0), Some(0.0))
+    );
+    let o = specc(&["inspect", out.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("spec_sha256"));
+}
+
+#[test]
+fn build_refuses_broken_specs_and_leaves_no_file() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("x.safetensors");
+    std::fs::write(&out, b"previous").unwrap();
+    let o = specc(&[
+        "build",
+        "tests/fixtures/errors/tie.yaml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("nothing written"));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"previous",
+        "an existing output is untouched"
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    let o = specc(&["build", "specs/mlp.yaml", "-o", d.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "a directory as output");
+    let o = specc(&[
+        "build",
+        "specs/mlp.yaml",
+        "-o",
+        "/nonexistent-dir/x.safetensors",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_refuses_files_that_are_not_safetensors() {
+    let (_d, p) = temp_spec(
+        "bad.safetensors",
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}",
+    );
+    let o = specc(&["inspect", &p]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("not a valid safetensors file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(code(&specc(&["inspect", "no-such.safetensors"])), 2);
+    assert_eq!(code(&specc(&["inspect", "specs"])), 2);
+}

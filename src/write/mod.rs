@@ -5,6 +5,8 @@
 //! the target directory and is renamed into place only when complete, so a failed build
 //! never leaves a partial file nor damages an existing one.
 
+mod cleanup;
+
 use crate::build::Generator;
 use crate::model::{Layout, Model, TensorDecl};
 use std::collections::BTreeMap;
@@ -206,6 +208,7 @@ pub fn write_file(
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(err(&dir))?;
+    let _guard = cleanup::Guard::new(tmp.path());
     {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         out.write_all(&(head.json.len() as u64).to_le_bytes())
