@@ -49,8 +49,10 @@ impl Checked {
 }
 
 /// Command-line overrides of what the spec says.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Options {
+    /// Lint levels from the command line (`--allow/--warn/--deny NAME`), in order.
+    pub lints: Vec<(String, lint::Level)>,
     /// Replaces the spec's `seed` (initializers with their own `seed` keep it).
     pub seed: Option<u64>,
     /// Replaces the dtype of every floating-point tensor, layer overrides included.
@@ -77,6 +79,13 @@ pub fn check_with(source: &SourceFile, options: Options) -> Checked {
             resolve::resolve(&s, options.dtype, &mut diagnostics)
         }),
     };
+    // Lints judge a model that resolved cleanly; on a broken one they would only add noise.
+    if let Some(m) = &model {
+        if !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            let levels = lint::Levels::new(&m.lint_levels, &options.lints);
+            diagnostics.extend(lint::run(m, &levels));
+        }
+    }
     diagnostics.sort_by_key(|d| d.primary.as_ref().map_or(0, |l| l.span.start));
     // The same problem found twice (both spatial dimensions of one window, say) is said once.
     diagnostics

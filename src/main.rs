@@ -95,6 +95,43 @@ struct LevelArgs {
     /// Fail (exit 1) when there are warnings.
     #[arg(long)]
     deny_warnings: bool,
+    /// Silence a lint (repeatable, or comma-separated); a layer's `allow:` still wins.
+    #[arg(long, value_name = "LINT", value_delimiter = ',')]
+    allow: Vec<String>,
+    /// Report a lint as a warning.
+    #[arg(long, value_name = "LINT", value_delimiter = ',')]
+    warn: Vec<String>,
+    /// Make a lint an error (applied after --allow and --warn).
+    #[arg(long, value_name = "LINT", value_delimiter = ',')]
+    deny: Vec<String>,
+}
+
+impl LevelArgs {
+    /// The command line's lint levels, or exit 2 for an unknown lint name.
+    fn levels(&self) -> Result<Vec<(String, specc::lint::Level)>, u8> {
+        use specc::lint::Level;
+        let mut out = Vec::new();
+        for (names, level) in [
+            (&self.allow, Level::Allow),
+            (&self.warn, Level::Warn),
+            (&self.deny, Level::Deny),
+        ] {
+            for n in names {
+                if specc::lint::find(n).is_none() {
+                    let all = specc::lint::LINTS.iter().map(|l| l.name);
+                    match diag::did_you_mean(n, all) {
+                        Some(s) => eprintln!("error: unknown lint `{n}`; did you mean `{s}`?"),
+                        None => eprintln!(
+                            "error: unknown lint `{n}`; `specc explain --list` lists them"
+                        ),
+                    }
+                    return Err(2);
+                }
+                out.push((n.clone(), level));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -129,13 +166,16 @@ fn main() -> ExitCode {
             levels,
         } => {
             let dtype = dtype.as_deref().and_then(specc::DType::from_spec);
-            build(
-                &spec,
-                &output,
-                specc::Options { seed, dtype },
-                threads,
-                &levels,
-            )
+            match levels.levels() {
+                Ok(lints) => build(
+                    &spec,
+                    &output,
+                    specc::Options { seed, dtype, lints },
+                    threads,
+                    &levels,
+                ),
+                Err(code) => code,
+            }
         }
         Command::Inspect { file, format } => inspect(&file, format),
     };
@@ -161,10 +201,6 @@ fn load(path: &Path) -> Result<(SourceFile, Vec<Diagnostic>), u8> {
             Err(2)
         }
     }
-}
-
-fn run_check(src: &SourceFile, pre: Vec<Diagnostic>) -> Checked {
-    run_check_with(src, pre, specc::Options::default())
 }
 
 fn run_check_with(src: &SourceFile, pre: Vec<Diagnostic>, options: specc::Options) -> Checked {
@@ -220,6 +256,13 @@ fn counts(diags: &[Diagnostic]) -> (usize, usize) {
 }
 
 fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
+    let options = match levels.levels() {
+        Ok(lints) => specc::Options {
+            lints,
+            ..Default::default()
+        },
+        Err(code) => return code,
+    };
     let mut worst = 0;
     let mut json = Vec::new();
     for path in specs {
@@ -230,7 +273,7 @@ fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
                 continue;
             }
         };
-        let checked = run_check(&src, pre);
+        let checked = run_check_with(&src, pre, options.clone());
         worst = worst.max(exit_for(&checked.diagnostics, levels));
         match format {
             Format::Json => json.extend(diag::to_json(&src, &checked.diagnostics)),
@@ -239,6 +282,9 @@ fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
                 let (e, w) = counts(&checked.diagnostics);
                 let status = match (e, w) {
                     (0, 0) => "ok".to_string(),
+                    (0, w) if levels.deny_warnings => {
+                        format!("{w} warning{} (denied by --deny-warnings)", plural(w))
+                    }
                     (0, w) => format!("ok, {w} warning{}", plural(w)),
                     (e, w) => format!("{e} error{}, {w} warning{}", plural(e), plural(w)),
                 };
@@ -267,11 +313,18 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
+    let options = match levels.levels() {
+        Ok(lints) => specc::Options {
+            lints,
+            ..Default::default()
+        },
+        Err(code) => return code,
+    };
     let (src, pre) = match load(path) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let checked = run_check(&src, pre);
+    let checked = run_check_with(&src, pre, options);
     let code = exit_for(&checked.diagnostics, levels);
     print_human(&src, &checked.diagnostics);
     let Some(model) = checked.model else {

@@ -200,6 +200,52 @@ pub struct Model {
     pub tensors: Vec<TensorDecl>,
     /// Tied weights (not stored twice).
     pub ties: Vec<Tie>,
+    /// The layers in the order data flows through them, for the lints.
+    pub flow: Vec<Step>,
+    /// Lint levels the spec sets (`lints:`).
+    pub lint_levels: Vec<(String, crate::lint::Level, Span)>,
+}
+
+/// One step of the model's data flow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// A layer.
+    Layer(LayerInfo),
+    /// Entering one copy of a `sequential`.
+    Enter {
+        /// The block's path.
+        path: String,
+        /// Whether its output is added to its input.
+        residual: bool,
+    },
+    /// Leaving it.
+    Exit {
+        /// The block's path.
+        path: String,
+        /// Whether its output is added to its input.
+        residual: bool,
+    },
+}
+
+/// What the lints need to know about a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerInfo {
+    /// The layer's path.
+    pub path: String,
+    /// The spec's `type`.
+    pub kind: &'static str,
+    /// The activation at its output (its own `activation`, or the `function` of an activation layer).
+    pub activation: Option<&'static str>,
+    /// Indices into [`Model::tensors`] of the tensors it declares.
+    pub tensors: Vec<usize>,
+    /// The embedding tensor it reuses, for a tied dense layer.
+    pub tie: Option<String>,
+    /// Lints allowed on it (its own `allow:` and its enclosing blocks').
+    pub allow: Vec<String>,
+    /// The `type` value in the spec.
+    pub span: Span,
+    /// The dropout rate, for `dropout`.
+    pub rate: Option<f64>,
 }
 
 impl Model {

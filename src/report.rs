@@ -115,6 +115,18 @@ pub fn table(m: &Model) -> String {
     for t in &m.ties {
         out += &format!("{} is tied to {} (stored once)\n", t.name, t.target);
     }
+    let signal = signal_rows(m);
+    if !signal.is_empty() {
+        out += "\npredicted activation std at init (unit-scale input):\n";
+        let w = signal
+            .iter()
+            .map(|(p, _, _)| p.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (path, kind, std) in &signal {
+            out += &format!("  {path:<w$}  {kind:<20}  {}\n", specc::init::num(*std));
+        }
+    }
     out += &format!(
         "\ntotal: {} tensors, {} parameters, {} bytes ({})\n",
         m.tensors.len(),
@@ -123,6 +135,19 @@ pub fn table(m: &Model) -> String {
         bytes(m.total_bytes())
     );
     out
+}
+
+/// (layer path, type, predicted forward std) for every layer.
+fn signal_rows(m: &Model) -> Vec<(String, &'static str, f64)> {
+    let stds = specc::lint::signal::forward_std(m);
+    m.flow
+        .iter()
+        .zip(stds)
+        .filter_map(|(step, s)| match (step, s) {
+            (specc::model::Step::Layer(l), Some(s)) => Some((l.path.clone(), l.kind, s)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The summary as JSON (SPEC.md section 6).
@@ -159,6 +184,10 @@ pub fn json(m: &Model) -> serde_json::Value {
         "seed": m.seed,
         "tensors": tensors,
         "ties": m.ties,
+        "layers": signal_rows(m)
+            .into_iter()
+            .map(|(path, kind, std)| serde_json::json!({"path": path, "type": kind, "predicted_std": std}))
+            .collect::<Vec<_>>(),
         "total_params": m.total_params(),
         "total_bytes": m.total_bytes(),
     })

@@ -454,3 +454,146 @@ fn inspect_refuses_files_that_are_not_safetensors() {
     assert_eq!(code(&specc(&["inspect", "no-such.safetensors"])), 2);
     assert_eq!(code(&specc(&["inspect", "specs"])), 2);
 }
+
+#[test]
+fn lint_levels_from_the_command_line_and_deny_warnings() {
+    let f = "tests/fixtures/lints/zero_kernel.yaml";
+    let o = specc(&["check", "--format", "json", f]);
+    assert_eq!(code(&o), 1, "symmetric-chain is denied by default");
+    let o = specc(&["check", "--format", "json", "--allow", "symmetric-chain", f]);
+    assert_eq!(code(&o), 0, "warnings alone exit 0");
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j.diagnostics.iter().all(|d| d.severity == "warning"));
+    let zero = j
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "zero-kernel")
+        .unwrap();
+    assert_eq!((zero.line, zero.path.as_deref()), (9, Some("conv")));
+    let o = specc(&["check", "--allow", "symmetric-chain", "--deny-warnings", f]);
+    assert_eq!(code(&o), 1, "--deny-warnings fails on warnings");
+    let o = specc(&[
+        "check",
+        "--allow",
+        "symmetric-chain,zero-kernel,constant-kernel",
+        "--deny-warnings",
+        f,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = specc(&[
+        "check",
+        "--format",
+        "json",
+        "--allow",
+        "symmetric-chain",
+        "--deny",
+        "zero-kernel",
+        f,
+    ]);
+    assert_eq!(code(&o), 1);
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "zero-kernel")
+        .all(|d| d.severity == "error"));
+    // the layer's allow: wins over the command line
+    let o = specc(&[
+        "check",
+        "--format",
+        "json",
+        "--deny",
+        "zero-kernel",
+        "tests/fixtures/clean/zero_init_allowed.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(code(&specc(&["check", "--allow", "zero-kernal", f])), 2);
+}
+
+#[test]
+fn build_stops_on_denied_lints_and_builds_with_warnings() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.safetensors");
+    let o = specc(&[
+        "build",
+        "tests/fixtures/lints/symmetric_chain.yaml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(!out.exists());
+    let o = specc(&[
+        "build",
+        "tests/fixtures/lints/degenerate.yaml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("degenerate-init"),
+        "warnings are printed"
+    );
+    assert!(out.exists());
+    std::fs::remove_file(&out).unwrap();
+    let o = specc(&[
+        "build",
+        "--deny-warnings",
+        "tests/fixtures/lints/degenerate.yaml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(!out.exists());
+}
+
+#[test]
+fn notes_do_not_fail_deny_warnings() {
+    let o = specc(&[
+        "check",
+        "--deny-warnings",
+        "--format",
+        "json",
+        "tests/fixtures/lints/notes.yaml",
+    ]);
+    assert_eq!(code(&o), 0);
+    let j: CheckJson = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j.diagnostics.len(), 3);
+    assert!(j.diagnostics.iter().all(|d| d.severity == "note"));
+}
+
+#[test]
+fn summary_shows_the_predicted_signal() {
+    let o = specc(&["summary", "specs/mlp.yaml"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("predicted activation std at init"));
+    // he_normal keeps relu activations at unit second moment: fan_in·(2/fan_in)·1 = 2, halved by relu
+    let fc1 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("fc1 "))
+        .unwrap();
+    assert!(fc1.trim_end().ends_with(" 1"), "{fc1}");
+}
+
+#[test]
+fn rendered_lints_golden() {
+    for fixture in [
+        "zero_kernel.yaml",
+        "symmetric_chain.yaml",
+        "exploding.yaml",
+        "notes.yaml",
+    ] {
+        let path = format!("tests/fixtures/lints/{fixture}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let src = specc::SourceFile::new(&path, text);
+        let c = specc::check(&src);
+        let out = specc::diag::render_human(
+            &src,
+            &c.diagnostics,
+            specc::diag::HumanStyle {
+                color: false,
+                width: 80,
+            },
+        );
+        insta::assert_snapshot!(format!("lint_{fixture}"), out);
+    }
+}

@@ -5,31 +5,60 @@ use specc::{check, SourceFile};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-fn expected(text: &str) -> BTreeSet<(usize, String)> {
+/// `(line, severity, code)` written as `# error: [code]`, `# warning: [code]` or `# note: [code]`
+/// (several per line allowed) in a fixture's comments.
+fn expected_with_severity(text: &str) -> BTreeSet<(usize, String, String)> {
     let mut out = BTreeSet::new();
     for (i, line) in text.lines().enumerate() {
-        if let Some(pos) = line.find("# error: ") {
-            for code in line[pos + 9..].split_whitespace() {
-                let code = code.trim_matches(|c| c == '[' || c == ']' || c == ',');
-                out.insert((i + 1, code.to_string()));
+        let Some(pos) = line.find("# ") else { continue };
+        let mut severity = None;
+        for word in line[pos + 2..].split_whitespace() {
+            match word {
+                "error:" | "warning:" | "note:" => {
+                    severity = Some(word.trim_end_matches(':').to_string())
+                }
+                w if w.starts_with('[') && w.ends_with(']') => {
+                    if let Some(s) = &severity {
+                        out.insert((
+                            i + 1,
+                            s.clone(),
+                            w.trim_matches(|c| c == '[' || c == ']').to_string(),
+                        ));
+                    }
+                }
+                _ => severity = None,
             }
         }
     }
     out
 }
 
-fn actual(src: &SourceFile) -> BTreeSet<(usize, String)> {
+fn expected(text: &str) -> BTreeSet<(usize, String)> {
+    expected_with_severity(text)
+        .into_iter()
+        .map(|(l, _, c)| (l, c))
+        .collect()
+}
+
+fn actual_with_severity(src: &SourceFile) -> BTreeSet<(usize, String, String)> {
     check(src)
         .diagnostics
         .iter()
         .map(|d| {
-            (
-                d.primary
-                    .as_ref()
-                    .map_or(0, |l| src.line_col(l.span.start).0),
-                d.code.to_string(),
-            )
+            let line = d
+                .primary
+                .as_ref()
+                .map_or(0, |l| src.line_col(l.span.start).0);
+            let sev = format!("{:?}", d.severity).to_lowercase();
+            (line, sev, d.code.to_string())
         })
+        .collect()
+}
+
+fn actual(src: &SourceFile) -> BTreeSet<(usize, String)> {
+    actual_with_severity(src)
+        .into_iter()
+        .map(|(l, _, c)| (l, c))
         .collect()
 }
 
@@ -59,6 +88,38 @@ fn error_fixtures_report_the_expected_codes_on_the_expected_lines() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn lint_fixtures_report_the_expected_lints_and_severities_on_the_expected_lines() {
+    let mut failures = Vec::new();
+    for path in files("tests/fixtures/lints") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let src = SourceFile::new(&path.display().to_string(), text.clone());
+        let want = expected_with_severity(&text);
+        assert!(!want.is_empty(), "{} has no expectations", path.display());
+        let got = actual_with_severity(&src);
+        if got != want {
+            failures.push(format!(
+                "{}:\n  want {want:?}\n  got  {got:?}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_lint_has_a_fixture() {
+    let mut covered = BTreeSet::new();
+    for path in files("tests/fixtures/lints") {
+        for (_, code) in expected(&std::fs::read_to_string(path).unwrap()) {
+            covered.insert(code);
+        }
+    }
+    for l in specc::lint::LINTS {
+        assert!(covered.contains(l.name), "no fixture for lint `{}`", l.name);
+    }
 }
 
 #[test]

@@ -127,6 +127,30 @@ impl Kind {
         }
     }
 
+    /// The spec's `type` word.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Dense(_) => "dense",
+            Kind::Conv(c) if c.rank == 1 => "conv1d",
+            Kind::Conv(_) => "conv2d",
+            Kind::Embedding(_) => "embedding",
+            Kind::LayerNorm(_) => "layer_norm",
+            Kind::RmsNorm(_) => "rms_norm",
+            Kind::BatchNorm(_) => "batch_norm",
+            Kind::Recurrent(r) if r.cell == Cell::Lstm => "lstm",
+            Kind::Recurrent(_) => "gru",
+            Kind::Attention(_) => "multi_head_attention",
+            Kind::Pool(p) if p.max => "max_pool2d",
+            Kind::Pool(_) => "avg_pool2d",
+            Kind::Activation { .. } => "activation",
+            Kind::Dropout { .. } => "dropout",
+            Kind::Flatten => "flatten",
+            Kind::GlobalAvgPool2d => "global_avg_pool2d",
+            Kind::Sequential(_) => "sequential",
+            Kind::Invalid => "invalid",
+        }
+    }
+
     /// The activation applied at the layer's output, if any.
     pub fn activation(&self) -> Option<&'static str> {
         match self {

@@ -1,6 +1,22 @@
 //! Lints: the registry of names, levels and explanations, and the checks over a resolved model.
+//!
+//! Levels are decided in this order, each overriding the one before: the registry's
+//! default, the spec's `lints:`, the command line (`--allow/--warn/--deny NAME`), and
+//! last a layer's `allow:` (or an enclosing `sequential`'s), because a deliberate zero
+//! init written next to the layer is the most specific statement there is.
+//! `--deny-warnings` then makes any remaining warning fail the command (exit 1).
 
+mod moments;
+mod notes;
+mod precision;
+pub mod signal;
+mod symmetry;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::model::{LayerInfo, Model};
+use crate::source::Span;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// What happens when a lint fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,6 +53,8 @@ pub struct LintInfo {
     pub summary: &'static str,
     /// What fires, why it matters, an example, how to fix, how to allow.
     pub explanation: &'static str,
+    /// Reported as a note (not a warning) at level `warn`: advice, not a likely bug.
+    pub note: bool,
 }
 
 /// Every lint (SPEC.md section 7).
@@ -54,6 +72,7 @@ tanh/sigmoid/linear, lecun_normal for selu).\n\nDeliberate zero inits exist: the
 (zero-init residual, Fixup, ReZero), ControlNet's zero convolutions, LoRA's B matrix next to a random A, a zero \
 classifier head. Allow them on the layer with `allow: [zero-kernel]`, or for the whole spec with \
 `lints: {zero-kernel: allow}`.",
+        note: false,
     },
     LintInfo {
         name: "constant-kernel",
@@ -62,6 +81,7 @@ classifier head. Allow them on the layer with `allow: [zero-kernel]`, or for the
         explanation: "Fires when a kernel is initialized to the same non-zero value everywhere (`ones`, \
 `constant`).\n\nWhy it matters: as with zeros, all units compute the same function and get the same gradient, \
 so they never differ.\n\nFix: use a random initializer. Allow with `allow: [constant-kernel]` on the layer.",
+        note: false,
     },
     LintInfo {
         name: "symmetric-chain",
@@ -71,6 +91,7 @@ so they never differ.\n\nFix: use a random initializer. Allow with `allow: [cons
 or two chained zero convolutions).\n\nWhy it matters: with one zero layer the gradient of that layer is still \
 non-zero because the other layer is random; with both constant, no gradient step can ever make their units \
 differ.\n\nFix: make one of the two random (LoRA: A random, B zero). Allow with `allow: [symmetric-chain]`.",
+        note: false,
     },
     LintInfo {
         name: "degenerate-init",
@@ -79,6 +100,7 @@ differ.\n\nFix: make one of the two random (LoRA: A random, B zero). Allow with 
         explanation: "Fires when a random initializer cannot produce different values: a standard deviation \
 of 0, `minval` equal to `maxval`, or a `sparsity` that zeroes every row of a column.\n\nFix: give the \
 distribution a spread, or write `zeros` / `constant` if a constant is meant.",
+        note: false,
     },
     LintInfo {
         name: "exploding-signal",
@@ -87,6 +109,7 @@ distribution a spread, or write `zeros` / `constant` if a constant is meant.",
         explanation: "Fires when the activation standard deviation predicted at init (variance propagated layer \
 by layer from fans, initializer variances and activation moments) grows past the band over the depth of the \
 model.\n\nFix: use an initializer with the gain of the activation (he_* for relu), or add normalization.",
+        note: false,
     },
     LintInfo {
         name: "vanishing-signal",
@@ -94,6 +117,7 @@ model.\n\nFix: use an initializer with the gain of the activation (he_* for relu
         summary: "the activation scale predicted at init shrinks out of a sane band",
         explanation: "Fires when the activation standard deviation predicted at init shrinks below the band over \
 the depth of the model.\n\nFix: use an initializer with the gain of the activation, or add normalization.",
+        note: false,
     },
     LintInfo {
         name: "half-precision-underflow",
@@ -102,12 +126,144 @@ the depth of the model.\n\nFix: use an initializer with the gain of the activati
         explanation: "Fires when a tensor stored in f16 or bf16 has an initializer whose typical magnitude falls \
 below the dtype's smallest normal number, so most values round to subnormals or zero.\n\nFix: store the tensor \
 in f32 (`dtype: f32` on the layer) or use a larger scale.",
+        note: false,
+    },
+    LintInfo {
+        name: "trunc-normal-uncut",
+        default: Level::Warn,
+        summary: "trunc_normal's absolute bounds are so far out that they cut nothing",
+        explanation: "A note when PyTorch's `trunc_normal` has bounds `a` and `b` more than 3 standard \
+deviations from the mean on both sides, so less than 0.3% of the distribution is cut.\n\nWhy it matters: \
+in PyTorch (and timm) `a` and `b` are absolute values, not multiples of `std`: `trunc_normal_(w, std=0.02)` \
+keeps the default a=-2, b=2, which lie 100 standard deviations away, so the result is an ordinary normal. \
+If a cut at 2 std was meant, the bounds must say so.\n\nExample:\n  kernel_initializer: {name: trunc_normal, std: 0.02}\n\n\
+Fix: write the bounds you mean (`a: -0.04, b: 0.04` for ±2 std), use Keras' `truncated_normal` (cut at ±2 \
+stddev), or write `normal` if no cut is wanted. Allow with `allow: [trunc-normal-uncut]`.",
+        note: true,
+    },
+    LintInfo {
+        name: "gain-mismatch",
+        default: Level::Warn,
+        summary: "an initializer's gain does not fit the layer's activation",
+        explanation: "A note when an initializer's variance is made for another activation: he_* / \
+kaiming (gain 2, for relu) before tanh or sigmoid, which then saturate; or glorot_* / xavier_* / lecun_* \
+(gain 1) on a stack of four or more relu layers, where each layer halves the signal's variance.\n\n\
+Fix: he_normal / kaiming_normal for relu-like activations, glorot_uniform / xavier_uniform for \
+tanh, sigmoid and linear, lecun_normal for selu. Allow with `allow: [gain-mismatch]`.",
+        note: true,
     },
 ];
 
 /// Looks up a lint by name.
 pub fn find(name: &str) -> Option<&'static LintInfo> {
     LINTS.iter().find(|l| l.name == name)
+}
+
+/// Lint levels for one check.
+#[derive(Clone, Debug, Default)]
+pub struct Levels {
+    map: HashMap<&'static str, Level>,
+}
+
+impl Levels {
+    /// Defaults, then the spec's `lints:`, then the command line's, in that order.
+    pub fn new(spec: &[(String, Level, Span)], cli: &[(String, Level)]) -> Levels {
+        let mut map: HashMap<&'static str, Level> =
+            LINTS.iter().map(|l| (l.name, l.default)).collect();
+        for (name, level) in spec
+            .iter()
+            .map(|(n, l, _)| (n, l))
+            .chain(cli.iter().map(|(n, l)| (n, l)))
+        {
+            if let Some(l) = find(name) {
+                map.insert(l.name, *level);
+            }
+        }
+        Levels { map }
+    }
+
+    /// The level of `lint` on a layer with `allow`.
+    pub fn of(&self, lint: &LintInfo, allow: &[String]) -> Level {
+        if allow.iter().any(|a| a == lint.name) {
+            return Level::Allow;
+        }
+        self.map.get(lint.name).copied().unwrap_or(lint.default)
+    }
+}
+
+/// Collects lint findings, applying levels as they are made.
+pub(crate) struct Sink<'a> {
+    levels: &'a Levels,
+    out: Vec<Diagnostic>,
+}
+
+impl Sink<'_> {
+    /// Reports `d` for `lint` on `layer` unless the lint is allowed there.
+    pub(crate) fn report(&mut self, lint: &str, layers: &[&LayerInfo], d: Diagnostic) {
+        let info = find(lint).expect("lints report registered names");
+        let allow: Vec<String> = layers
+            .iter()
+            .flat_map(|l| l.allow.iter().cloned())
+            .collect();
+        let severity = match self.levels.of(info, &allow) {
+            Level::Allow => return,
+            Level::Warn if info.note => Severity::Note,
+            Level::Warn => Severity::Warning,
+            Level::Deny => Severity::Error,
+        };
+        let path = layers.first().map(|l| l.path.as_str()).unwrap_or_default();
+        let mut d = Diagnostic {
+            code: info.name,
+            severity,
+            ..d
+        }
+        .at_path(path);
+        if severity == Severity::Error && d.help.is_none() {
+            d.help = Some(format!(
+                "`{}` is denied; see `specc explain {}`",
+                info.name, info.name
+            ));
+        }
+        self.out.push(d);
+    }
+}
+
+/// Runs every lint over a resolved model.
+pub fn run(model: &Model, levels: &Levels) -> Vec<Diagnostic> {
+    let mut sink = Sink {
+        levels,
+        out: Vec::new(),
+    };
+    symmetry::check(model, &mut sink);
+    precision::check(model, &mut sink);
+    notes::check(model, &mut sink);
+    for e in signal::check(model) {
+        let crate::model::Step::Layer(l) = &model.flow[e.step] else {
+            continue;
+        };
+        let (lint, word) = if e.std > 1.0 {
+            ("exploding-signal", "grows")
+        } else {
+            ("vanishing-signal", "shrinks")
+        };
+        let what = if e.backward { "gradient" } else { "activation" };
+        let d = Diagnostic::error(
+            lint,
+            l.span,
+            format!(
+                "the predicted {what} scale {word} to {:.1e} at `{}`, outside [{:.0e}, {:.0e}]",
+                e.std, l.path, signal::BAND.0, signal::BAND.1
+            ),
+        )
+        .label(format!("{what} std ≈ {:.1e} here", e.std))
+        .help(if e.std > 1.0 {
+            "scale the initializers down to the activation's gain (he_* for relu, glorot_* for tanh), or add a normalization layer"
+        } else {
+            "use an initializer with the activation's gain (he_* for relu, glorot_* for tanh, lecun_normal for selu), or add a normalization layer"
+        });
+        sink.report(lint, &[l], d);
+    }
+    sink.out
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::diag::{self, Diagnostic};
 use crate::layers::{Act, Cx, EmbeddingInfo, Kind};
-use crate::model::{DType, Model, TensorDecl, Tie};
+use crate::model::{DType, LayerInfo, Model, Step, TensorDecl, Tie};
 use crate::spec::{LayerSpec, Spec};
 use std::collections::HashMap;
 
@@ -14,6 +14,8 @@ struct Walker<'a> {
     embeddings: Vec<EmbeddingInfo>,
     diags: &'a mut Vec<Diagnostic>,
     keras_counts: HashMap<&'static str, u64>,
+    flow: Vec<Step>,
+    allow: Vec<String>,
 }
 
 /// Resolves a spec into its model; problems go to `diags`.
@@ -27,6 +29,8 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Vec<Diagnost
         embeddings: Vec::new(),
         diags,
         keras_counts: HashMap::new(),
+        flow: Vec::new(),
+        allow: Vec::new(),
     };
     let input = spec
         .input
@@ -83,6 +87,12 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Vec<Diagnost
         seed: spec.seed,
         tensors: w.tensors,
         ties: w.ties,
+        flow: w.flow,
+        lint_levels: spec
+            .lints
+            .iter()
+            .map(|(n, l)| (n.value.clone(), *l, n.span))
+            .collect(),
     }
 }
 
@@ -115,53 +125,59 @@ impl Walker<'_> {
             if let Kind::Sequential(seq) = &layer.kind {
                 let mut base = parent.to_vec();
                 base.push(name);
-                let input = act.clone();
                 let copies = seq.repeat.as_ref().map(|r| r.value);
+                let outer_allow = self.allow.len();
+                self.allow
+                    .extend(layer.allow.iter().map(|a| a.value.clone()));
                 for r in 0..copies.unwrap_or(1) {
                     let mut p = base.clone();
                     if copies.is_some() {
                         p.push(r.to_string());
                     }
+                    let path = self.spec.layout.join(&p);
+                    let problems = self.diags.len();
+                    let residual = seq.residual;
+                    self.flow.push(Step::Enter {
+                        path: path.clone(),
+                        residual,
+                    });
                     let before = act.clone();
                     act = self.walk(&seq.layers, &p, act, dtype);
-                    if seq.residual {
+                    self.flow.push(Step::Exit {
+                        path: path.clone(),
+                        residual,
+                    });
+                    if residual {
                         if before.dims != act.dims && is_known(&before) && is_known(&act) {
                             self.diags.push(
                                 Diagnostic::error(
                                     diag::SHAPE_MISMATCH,
                                     layer.type_span,
-                                    format!("residual block maps {} to {}; a residual add needs equal shapes", before.show(), act.show()),
+                                    format!(
+                                        "residual block maps {} to {}; a residual add needs equal shapes",
+                                        before.show(),
+                                        act.show()
+                                    ),
                                 )
                                 .label("residual block")
                                 .help("make the block's last layer output its input size, or set `residual: false`")
-                                .at_path(&self.spec.layout.join(&p)),
+                                .at_path(&path),
                             );
                         }
                         act = before;
                     }
-                    // Stop stamping a broken block: every copy would report the same problem.
-                    if self
-                        .diags
-                        .iter()
-                        .any(|d| d.severity == diag::Severity::Error)
-                        && copies.is_some_and(|c| c > 1)
-                        && r == 0
-                    {
-                        let errors_here = self.diags.iter().any(|d| {
-                            d.path
-                                .as_deref()
-                                .is_some_and(|dp| dp.starts_with(&self.spec.layout.join(&p)))
-                        });
-                        if errors_here {
-                            break;
-                        }
+                    // A broken block would report the same problems in every copy.
+                    if self.diags.len() > problems {
+                        break;
                     }
                 }
-                if seq.residual {
-                    act = input;
-                }
+                self.allow.truncate(outer_allow);
                 continue;
             }
+            let first_tensor = self.tensors.len();
+            let ties_before = self.ties.len();
+            let mut allow = self.allow.clone();
+            allow.extend(layer.allow.iter().map(|a| a.value.clone()));
             let mut cx = Cx {
                 layout: self.spec.layout,
                 dtype,
@@ -191,6 +207,20 @@ impl Walker<'_> {
                 Kind::Invalid => Act::poisoned(),
                 Kind::Sequential(_) => unreachable!("handled above"),
             };
+            let path = cx.path();
+            self.flow.push(Step::Layer(LayerInfo {
+                path,
+                kind: layer.kind.type_name(),
+                activation: layer.kind.activation(),
+                tensors: (first_tensor..self.tensors.len()).collect(),
+                tie: self.ties[ties_before..].first().map(|t| t.target.clone()),
+                allow,
+                span: layer.type_span,
+                rate: match layer.kind {
+                    Kind::Dropout { rate } => Some(rate),
+                    _ => None,
+                },
+            }));
         }
         act
     }
