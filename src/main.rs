@@ -56,6 +56,15 @@ enum Command {
         /// Worker threads (default: all cores); the output does not depend on it.
         #[arg(long)]
         threads: Option<usize>,
+        /// Split the output into Hugging Face shards of at most this size (`2GB`, `500MB`,
+        /// `1GiB`): OUT-0000k-of-0000N.safetensors plus OUT.index.json beside OUT.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_shard_size: Option<u64>,
+        /// Build only the shards of part I of N (1-based; shard k belongs to part k mod N),
+        /// so N processes together write exactly what one would. Without it, read from
+        /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/SPECC_PART_COUNT.
+        #[arg(long, value_name = "I/N", value_parser = parse_part)]
+        part: Option<(u64, u64)>,
         #[command(flatten)]
         levels: LevelArgs,
     },
@@ -163,15 +172,30 @@ fn main() -> ExitCode {
             seed,
             dtype,
             threads,
+            max_shard_size,
+            part,
             levels,
         } => {
             let dtype = dtype.as_deref().and_then(specc::DType::from_spec);
+            let part = match part.map(Ok).or_else(part_from_env) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                None => (1, 1),
+            };
+            let args = BuildArgs {
+                threads,
+                max_shard_size,
+                part,
+            };
             match levels.levels() {
                 Ok(lints) => build(
                     &spec,
                     &output,
                     specc::Options { seed, dtype, lints },
-                    threads,
+                    args,
                     &levels,
                 ),
                 Err(code) => code,
@@ -391,14 +415,109 @@ fn explain(name: Option<&str>, list: bool) -> u8 {
     2
 }
 
+/// How a build is split and run.
+struct BuildArgs {
+    threads: Option<usize>,
+    max_shard_size: Option<u64>,
+    /// (part, of parts), 1-based.
+    part: (u64, u64),
+}
+
+/// Parses `2GB`, `500MB`, `1GiB`, `123` (bytes); decimal units as Hugging Face uses them.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 2GB or 500MB"))?;
+    let mult: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1024f64.powi(2),
+        "GIB" => 1024f64.powi(3),
+        "TIB" => 1024f64.powi(4),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"
+            ))
+        }
+    };
+    let v = n * mult;
+    if !(1.0..1.8e19).contains(&v) {
+        return Err(format!("`{s}` is not a usable shard size"));
+    }
+    Ok(v as u64)
+}
+
+/// Parses `I/N` with 1 <= I <= N.
+fn parse_part(s: &str) -> Result<(u64, u64), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not I/N, e.g. 2/8"))?;
+    let i: u64 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: the part is not a number"))?;
+    let n: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: the count is not a number"))?;
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("`{s}`: need 1 <= I <= N"));
+    }
+    Ok((i, n))
+}
+
+/// The part from the job engine: Slurm job arrays or Kubernetes Indexed Jobs.
+fn part_from_env() -> Option<Result<(u64, u64), String>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let num = |k: &str, v: String| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{k}={v} is not a number"))
+    };
+    if let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
+        let go = || -> Result<(u64, u64), String> {
+            let id = num("SLURM_ARRAY_TASK_ID", id)?;
+            let count = num("SLURM_ARRAY_TASK_COUNT", count)?;
+            // Arrays may start at any index (--array=0-7 or 1-8): count from the minimum.
+            let min = match var("SLURM_ARRAY_TASK_MIN") {
+                Some(m) => num("SLURM_ARRAY_TASK_MIN", m)?,
+                None => 0,
+            };
+            parse_part(&format!("{}/{count}", id.saturating_sub(min) + 1))
+        };
+        return Some(go());
+    }
+    if let Some(index) = var("JOB_COMPLETION_INDEX") {
+        let go = || -> Result<(u64, u64), String> {
+            let index = num("JOB_COMPLETION_INDEX", index)?;
+            let count = var("SPECC_PART_COUNT").ok_or(
+                "JOB_COMPLETION_INDEX is set but SPECC_PART_COUNT is not: set it to the Job's completions",
+            )?;
+            let count = num("SPECC_PART_COUNT", count)?;
+            parse_part(&format!("{}/{count}", index + 1))
+        };
+        return Some(go());
+    }
+    None
+}
+
 fn build(
     path: &Path,
     output: &Path,
     options: specc::Options,
-    threads: Option<usize>,
+    args: BuildArgs,
     levels: &LevelArgs,
 ) -> u8 {
-    if let Some(n) = threads {
+    if let Some(n) = args.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global()
@@ -422,7 +541,7 @@ fn build(
                 "{}: {e} error{}, {w} warning{}; nothing written",
                 src.name,
                 plural(e),
-                plural(w),
+                plural(w)
             );
             return 1;
         }
@@ -434,9 +553,34 @@ fn build(
         );
         return 2;
     }
-    let order = specc::write::file_order(&model.tensors);
     let meta = specc::write::metadata(&model, &src.sha256);
-    let total = specc::write::header(&order, &meta).file_size();
+    let out = specc::write::plan(&model, output, args.max_shard_size);
+    let (part, parts) = args.part;
+    let mine: Vec<&specc::write::Shard> = out
+        .shards
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k as u64 % parts == part - 1)
+        .map(|(_, s)| s)
+        .collect();
+    let total: u64 = mine
+        .iter()
+        .map(|s| specc::write::header(&s.tensors, &meta).file_size())
+        .sum();
+    match specc::write::free_space(output) {
+        Ok(free) if free < total => {
+            eprintln!(
+                "error: not enough space for `{}`: the build needs {total} bytes, the directory has {free} free; nothing written",
+                output.display()
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("error: cannot write `{}`: {e}", output.display());
+            return 2;
+        }
+        Ok(_) => {}
+    }
     let bar = (std::io::stderr().is_terminal() && total > 256 << 20).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
@@ -448,33 +592,55 @@ fn build(
         b
     });
     let start = std::time::Instant::now();
-    let result = specc::write::write_file(output, &order, model.layout, &meta, &mut |n| {
-        if let Some(b) = &bar {
-            b.set_position(n);
+    let (mut tensors, mut params, mut bytes) = (0usize, 0u64, 0u64);
+    for shard in &mine {
+        let done = bytes;
+        let r =
+            specc::write::write_file(&shard.path, &shard.tensors, model.layout, &meta, &mut |n| {
+                if let Some(b) = &bar {
+                    b.set_position(done + n);
+                }
+            });
+        match r {
+            Ok(w) => {
+                tensors += w.tensors;
+                params += w.params;
+                bytes += w.bytes;
+            }
+            Err(e) => {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                eprintln!("error: {e}");
+                return 2;
+            }
         }
-    });
+    }
+    if let Some((p, text)) = &out.index {
+        if let Err(e) = specc::write::write_text(p, text) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    match result {
-        Ok(w) => {
-            let secs = start.elapsed().as_secs_f64();
-            eprintln!(
-                "wrote {}: {} tensors, {} parameters, {} bytes in {:.2} s ({:.2} GB/s)",
-                output.display(),
-                w.tensors,
-                w.params,
-                w.bytes,
-                secs,
-                w.bytes as f64 / secs.max(1e-9) / 1e9
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-    }
+    let secs = start.elapsed().as_secs_f64();
+    let what = if out.shards.len() > 1 {
+        format!(
+            "{} of {} shards beside {}",
+            mine.len(),
+            out.shards.len(),
+            output.display()
+        )
+    } else {
+        output.display().to_string()
+    };
+    eprintln!(
+        "wrote {what}: {tensors} tensors, {params} parameters, {bytes} bytes in {secs:.2} s ({:.2} GB/s)",
+        bytes as f64 / secs.max(1e-9) / 1e9
+    );
+    0
 }
 
 fn inspect(path: &Path, format: Format) -> u8 {

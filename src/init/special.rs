@@ -30,30 +30,51 @@ pub fn ln_f32(x: f32) -> f32 {
 }
 
 /// Φ⁻¹(p) for p in (0, 1), in f32: Wichura's AS 241 PPND7 (about 1e-7 relative error).
+///
+/// The three regions (central, near tail, far tail) are each a ratio of cubics in a
+/// shifted variable; every lane evaluates the same Horner form with its region's
+/// coefficients (a missing top coefficient is 0, which changes no bit), so the loop
+/// vectorizes without branches.
 #[inline(always)]
 pub fn inv_norm_cdf_f32(p: f32) -> f32 {
     let q = p - 0.5;
-    // Central region, |q| <= 0.425.
-    let r = 0.180625 - q * q;
-    let central = q * (((59.109_375 * r + 159.291_13) * r + 50.434_27) * r + 3.387_132_7)
-        / (((67.187_56 * r + 78.757_76) * r + 17.895_17) * r + 1.0);
-    // Tails: r = sqrt(-ln(min(p, 1 - p))).
+    let central = q.abs() <= 0.425;
+    // Tails: t = sqrt(-ln(min(p, 1 - p))); computed for every lane, used by tail lanes.
     let m = if q < 0.0 { p } else { 1.0 - p };
     let t = (-ln_f32(m)).sqrt();
-    let near = t - 1.6;
-    let tail_near = (((0.170_238_21 * near + 1.306_728_5) * near + 2.756_815_4) * near
-        + 1.423_437_3)
-        / ((0.120_211_33 * near + 0.737_001_6) * near + 1.0);
-    let far = t - 5.0;
-    let tail_far = (((0.017_337_204 * far + 0.428_682_94) * far + 3.081_226_4) * far + 6.657_905)
-        / ((0.012_258_203 * far + 0.241_978_94) * far + 1.0);
-    let tail = if t <= 5.0 { tail_near } else { tail_far };
-    let tail = if q < 0.0 { -tail } else { tail };
-    if q.abs() <= 0.425 {
-        central
+    let far = t > 5.0;
+    let r = if central {
+        0.180625 - q * q
+    } else if far {
+        t - 5.0
     } else {
-        tail
-    }
+        t - 1.6
+    };
+    // Numerator p3 r³ + p2 r² + p1 r + p0 and denominator q3 r³ + q2 r² + q1 r + 1.
+    let pick = |c: f32, n: f32, f: f32| {
+        if central {
+            c
+        } else if far {
+            f
+        } else {
+            n
+        }
+    };
+    let p3 = pick(59.109_375, 0.170_238_21, 0.017_337_204);
+    let p2 = pick(159.291_13, 1.306_728_5, 0.428_682_94);
+    let p1 = pick(50.434_27, 2.756_815_4, 3.081_226_4);
+    let p0 = pick(3.387_132_7, 1.423_437_3, 6.657_905);
+    let q3 = pick(67.187_56, 0.0, 0.0);
+    let q2 = pick(78.757_76, 0.120_211_33, 0.012_258_203);
+    let q1 = pick(17.895_17, 0.737_001_6, 0.241_978_94);
+    let scale = if central {
+        q
+    } else if q < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
+    scale * (((p3 * r + p2) * r + p1) * r + p0) / (((q3 * r + q2) * r + q1) * r + 1.0)
 }
 
 /// Φ⁻¹(p) for p in (0, 1), in f64: PPND7's start refined by two Halley steps on `libm::erfc`.
