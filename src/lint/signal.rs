@@ -6,7 +6,7 @@
 //! norms reset m₂ to E[γ²] + E[β²]; a residual block adds its branch to its input;
 //! embeddings start the signal at E[w²]. Model inputs are taken to have unit scale.
 //! The backward pass does the same for gradients from a unit output gradient:
-//! E[(∂L/∂x)²] = fan_out·E[w²]·E[φ′(z)²]·E[(∂L/∂y)²], norms divide by the input's scale.
+//! E[(∂L/∂x)²] = fan_out·E[w²]·E[φ′(z)²]·E[(∂L/∂y)²], restarting at every norm.
 //! A lint fires at the first layer where the predicted standard deviation leaves
 //! [`BAND`] (docs/lints.md).
 
@@ -172,7 +172,7 @@ pub fn check(model: &Model) -> Vec<Escape> {
 fn backward(model: &Model, trace: &Trace, silent: &[bool]) -> Option<Escape> {
     let mut g2 = 1.0f64;
     let mut stack = Vec::new();
-    // m₂ entering each step, to undo norms.
+    // m₂ entering each step (activation layers need it).
     let mut m2_in = vec![1.0f64; model.flow.len()];
     let mut prev = 1.0;
     for (i, t) in trace.iter().enumerate() {
@@ -219,14 +219,12 @@ fn backward(model: &Model, trace: &Trace, silent: &[bool]) -> Option<Escape> {
                                 * expect_sq(Some("sigmoid"), q, false);
                         }
                     }
+                    // A norm is scale-invariant: what reaches its input depends on the scale of the
+                    // stream it normalizes, which a flat spec cannot always show (pre-norm residual
+                    // streams). Like the forward pass, the backward check restarts at every norm.
                     "layer_norm" | "rms_norm" | "batch_norm" => {
-                        let g = l
-                            .tensors
-                            .iter()
-                            .map(|&k| &model.tensors[k])
-                            .find(|t| t.role == Role::Gamma);
-                        let gamma2 = g.map_or(1.0, |g| second_moment(g, model.layout));
-                        g2 *= gamma2 / m2_in[i].max(1e-30);
+                        g2 = 1.0;
+                        continue;
                     }
                     "activation" => g2 *= expect_sq(l.activation, m2_in[i], true),
                     // The gradient stops at an embedding table.
