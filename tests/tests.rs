@@ -14,3 +14,5 @@ mod sampling;
 mod determinism;
 // Candle: VarBuilder loads the output and runs candle_nn layers; the VarMap builder.
 mod candle;
+// Sharded output and builds in parts (Slurm, Kubernetes).
+mod shards;

@@ -166,3 +166,19 @@ def test_keras_layers_spec_loads_by_path(tmp_path):
     rk = arrays["lstm/lstm_cell/recurrent_kernel"].astype(np.float64)
     assert np.allclose(rk @ rk.T, np.eye(6), atol=1e-5)
     assert keras.backend.backend() == "torch"
+
+
+def test_sharded_gpt2_loads_with_transformers_from_pretrained(tmp_path):
+    transformers = pytest.importorskip("transformers")
+
+    build(SPECS / "gpt2-tiny.yaml", tmp_path / "model.safetensors", "--max-shard-size", "200KB")
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    cfg = transformers.GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128)
+    cfg.save_pretrained(tmp_path)
+    # transformers' own sharded loader: reads the index, routes every tensor to its shard.
+    model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path)
+    single = load_file(str(build(SPECS / "gpt2-tiny.yaml", tmp_path / "one.safetensors")))
+    sd = model.state_dict()
+    for k, v in single.items():
+        assert torch.equal(sd[k], v), k
+    assert torch.equal(sd["lm_head.weight"], single["transformer.wte.weight"])
