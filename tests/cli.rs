@@ -597,3 +597,81 @@ fn rendered_lints_golden() {
         insta::assert_snapshot!(format!("lint_{fixture}"), out);
     }
 }
+
+/// Runs `specc build` under a shell that sets a resource limit first.
+fn build_limited(limit: &str, out: &std::path::Path) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{limit}; exec \"$0\" build specs/gpt2-tiny.yaml -o \"$1\"",
+        ))
+        .arg(env!("CARGO_BIN_EXE_specc"))
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_file_size_limit_fails_cleanly_and_keeps_the_old_output() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.safetensors");
+    std::fs::write(&out, b"old").unwrap();
+    // 100 blocks of 512 bytes: the 700 KB build cannot fit
+    let o = build_limited("ulimit -f 100", &out);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write"));
+    assert_eq!(std::fs::read(&out).unwrap(), b"old");
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn unwritable_directory_is_exit_2() {
+    // /proc refuses new files even to root (directory modes do not stop root).
+    let o = specc(&[
+        "build",
+        "specs/mlp.yaml",
+        "-o",
+        "/proc/specc-test.safetensors",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    assert!(!std::path::Path::new("/proc/specc-test.safetensors").exists());
+}
+
+#[test]
+fn racing_builds_leave_one_whole_file() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.safetensors");
+    let spawn = |seed: &str| {
+        Command::new(env!("CARGO_BIN_EXE_specc"))
+            .args([
+                "build",
+                "specs/gpt2-tiny.yaml",
+                "--seed",
+                seed,
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("1"), spawn("2"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("a whole, valid file");
+    assert_eq!(st.len(), 28);
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+}

@@ -31,6 +31,12 @@ impl Guard {
     /// Registers `path` as the file to remove on a signal.
     pub fn new(path: &Path) -> Guard {
         INSTALL.call_once(|| {
+            // Past RLIMIT_FSIZE the kernel would kill us with SIGXFSZ, leaving the temporary
+            // file; ignored, the write fails with EFBIG and the normal error path cleans up.
+            // SAFETY: setting a signal to be ignored.
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            }
             for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
                 // SAFETY: installing a handler that only uses async-signal-safe calls.
                 unsafe {
