@@ -51,6 +51,33 @@ fn shape(s: &[u64]) -> String {
     )
 }
 
+/// Aligned columns, two spaces apart; columns from `right` on are right-aligned (numbers).
+fn grid<const N: usize>(header: &[&str; N], rows: &[[String; N]], right: usize) -> String {
+    let mut w = header.map(|h| h.chars().count());
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = " ".repeat(w[i] - c.chars().count());
+            if i >= right {
+                s += &format!("{pad}{c}  ");
+            } else {
+                s += &format!("{c}{pad}  ");
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    for r in rows {
+        out += &line(r);
+    }
+    out
+}
+
 /// The summary table.
 pub fn table(m: &Model) -> String {
     let header = [
@@ -77,41 +104,13 @@ pub fn table(m: &Model) -> String {
             ]
         })
         .collect();
-    let mut w = header.map(|h| h.chars().count());
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = w[i] - c.chars().count();
-            if i >= 4 {
-                s.push_str(&" ".repeat(pad));
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                if i + 1 < cells.len() {
-                    s.push_str(&" ".repeat(pad));
-                }
-            }
-            if i + 1 < cells.len() {
-                s.push_str("  ");
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
     let mut out = format!(
         "model `{}` (layout {}, seed {})\n\n",
         m.name,
         format!("{:?}", m.layout).to_lowercase(),
         m.seed
     );
-    out += &line(&header.map(String::from));
-    for r in &rows {
-        out += &line(r);
-    }
+    out += &grid(&header, &rows, 4);
     for t in &m.ties {
         out += &format!("{} is tied to {} (stored once)\n", t.name, t.target);
     }
@@ -225,28 +224,7 @@ pub fn inspection(info: &specc::inspect::Inspection) -> String {
             ]
         })
         .collect();
-    let mut w = header.map(|h| h.len());
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = " ".repeat(w[i] - c.chars().count());
-            if i >= 3 {
-                s += &format!("{pad}{c}  ");
-            } else {
-                s += &format!("{c}{pad}  ");
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    out += &line(&header.map(String::from));
-    for r in &rows {
-        out += &line(r);
-    }
+    out += &grid(&header, &rows, 3);
     let total: usize = info.tensors.iter().map(|t| t.numel).sum();
     out += &format!(
         "\n{} tensors, {} parameters\n",

@@ -127,19 +127,12 @@ def test_bf16_build_loads_into_torch(tmp_path):
 
 def test_keras_cnn_loads_by_variable_path(tmp_path):
     import keras
-    from keras import layers as L
+
+    from test_names_keras import mnist_cnn_model
 
     out = build(SPECS / "mnist-cnn.toml", tmp_path / "k.safetensors")
     arrays = np_load(str(out))
-    inp = keras.Input((28, 28, 1))
-    x = L.Conv2D(32, 3, activation="relu", name="conv1")(inp)
-    x = L.MaxPooling2D(2)(x)
-    x = L.Conv2D(64, 3, activation="relu", name="conv2")(x)
-    x = L.MaxPooling2D(2)(x)
-    x = L.Flatten()(x)
-    x = L.Dropout(0.5)(x)
-    x = L.Dense(10, activation="softmax", name="head")(x)
-    model = keras.Model(inp, x)
+    model = mnist_cnn_model()
     for v in model.weights:
         v.assign(arrays[v.path])
     for v in model.weights:

@@ -14,7 +14,8 @@ def keras_vars(model):
     return [(v.path, tuple(v.shape)) for v in model.weights]
 
 
-def test_mnist_cnn_matches_keras_functional_model():
+def mnist_cnn_model():
+    """The Keras model that specs/mnist-cnn.toml describes."""
     inp = keras.Input((28, 28, 1))
     x = L.Conv2D(32, 3, activation="relu", name="conv1")(inp)
     x = L.MaxPooling2D(2)(x)
@@ -23,7 +24,11 @@ def test_mnist_cnn_matches_keras_functional_model():
     x = L.Flatten()(x)
     x = L.Dropout(0.5)(x)
     x = L.Dense(10, activation="softmax", name="head")(x)
-    assert stored(SPECS / "mnist-cnn.toml") == keras_vars(keras.Model(inp, x))
+    return keras.Model(inp, x)
+
+
+def test_mnist_cnn_matches_keras_functional_model():
+    assert stored(SPECS / "mnist-cnn.toml") == keras_vars(mnist_cnn_model())
 
 
 def keras_every_layer_models():
