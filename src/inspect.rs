@@ -66,9 +66,15 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     // SAFETY: the map is only read; a file changed under us can give wrong numbers, not UB in Rust terms we rely on.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(InspectError::Io)?;
     let _ = map.advise(memmap2::Advice::Sequential);
+    inspect_bytes(&map)
+}
+
+/// [`inspect`] of a file's bytes already in memory (or mapped).
+pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, InspectError> {
     let (_, meta) =
-        SafeTensors::read_metadata(&map).map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
-    let st = SafeTensors::deserialize(&map).map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
     let metadata = meta
         .metadata()
         .clone()

@@ -16,3 +16,5 @@ mod determinism;
 mod candle;
 // Sharded output and builds in parts (Slurm, Kubernetes).
 mod shards;
+// Fuzz seeds and crash regressions replayed through the fuzz targets' code.
+mod fuzz_replay;
