@@ -675,3 +675,47 @@ fn racing_builds_leave_one_whole_file() {
         "no temporary file left"
     );
 }
+
+#[test]
+fn a_signal_mid_build_leaves_no_file_and_keeps_the_old_output() {
+    // A 1 GiB build: long enough to be interrupted on any machine this runs on.
+    let d = tempfile::tempdir().unwrap();
+    let spec = d.path().join("big.yaml");
+    std::fs::write(
+        &spec,
+        "name: big\ninput: [8192]\nlayers:\n  - {type: dense, units: 8192, use_bias: false}\n  - {type: dense, units: 8192, use_bias: false}\n  - {type: dense, units: 8192, use_bias: false}\n  - {type: dense, units: 8192, use_bias: false}\n",
+    )
+    .unwrap();
+    for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let out = d.path().join("m.safetensors");
+        std::fs::write(&out, b"old").unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_specc"))
+            .args(["build", spec.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let status = child.wait_with_output().unwrap().status;
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(sig),
+            "{name}: the exit status is the signal's"
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            b"old",
+            "{name}: the old output is intact"
+        );
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left.len(),
+            2,
+            "{name}: only the spec and the old output remain: {left:?}"
+        );
+    }
+}
