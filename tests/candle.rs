@@ -1,29 +1,15 @@
 //! Loading specc's output with Candle, for real: `VarBuilder::from_mmaped_safetensors` and
 //! a forward pass through `candle_nn` layers; and the in-process `VarMap` builder.
 
+use crate::common::build;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
-use std::process::Command;
-
-fn build(spec: &str, out: &std::path::Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_specc"))
-        .args(["build", spec, "-o"])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 #[test]
 fn mlp_loads_into_candle_and_runs_forward() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("mlp.safetensors");
-    build("specs/mlp.yaml", &path);
+    build("specs/mlp.yaml".as_ref(), &path, &[]);
     // SAFETY: the file is ours and not modified while mapped.
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }.unwrap();
@@ -79,7 +65,7 @@ fn cnn_and_lstm_load_into_candle_layers() {
     )
     .unwrap();
     let path = d.path().join("cnn.safetensors");
-    build(spec.to_str().unwrap(), &path);
+    build(&spec, &path, &[]);
     // SAFETY: as above.
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }.unwrap();

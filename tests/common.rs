@@ -26,3 +26,21 @@ pub fn expect(items: &[(&str, &[u64])]) -> Vec<(String, Vec<u64>)> {
         .map(|(n, s)| (n.to_string(), s.to_vec()))
         .collect()
 }
+
+/// `specc build SPEC -o OUT EXTRA...`, asserting that it succeeds.
+pub fn build(spec: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_specc"))
+        .arg("build")
+        .arg(spec)
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

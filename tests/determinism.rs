@@ -1,25 +1,8 @@
 //! Determinism (SPEC.md section 5): same spec, same bytes; thread count, other layers and
 //! chunking do not change a tensor; the seed does; bf16 is f32 rounded.
 
+use crate::common::build;
 use std::path::Path;
-use std::process::Command;
-
-fn build(spec: &Path, out: &Path, extra: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_specc"))
-        .arg("build")
-        .arg(spec)
-        .arg("-o")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// name -> (dtype, shape, bytes), read with the safetensors crate.
 fn tensors(path: &Path) -> std::collections::BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
