@@ -30,7 +30,12 @@ impl<'a> Generator<'a> {
         let size = self.decl.dtype.size() as usize;
         let at = out.len();
         out.resize(at + count * size, 0);
-        let dst = &mut out[at..];
+        self.fill(start, &mut out[at..]);
+    }
+
+    /// Overwrites `dst` with the little-endian bytes of elements `start ..` (as many as fit).
+    pub fn fill(&self, start: u64, dst: &mut [u8]) {
+        let size = self.decl.dtype.size() as usize;
         let dtype = self.decl.dtype;
         dst.par_chunks_mut(GRAIN * size)
             .enumerate()

@@ -103,14 +103,7 @@ pub fn metadata(model: &Model, spec_sha256: &str) -> BTreeMap<String, String> {
     let inits: BTreeMap<&str, String> = model
         .tensors
         .iter()
-        .map(|t| {
-            let how = if t.choice.written == "default" {
-                "default".to_string()
-            } else {
-                t.choice.written.clone()
-            };
-            (t.name.as_str(), format!("{how}: {}", t.init))
-        })
+        .map(|t| (t.name.as_str(), format!("{}: {}", t.choice.written, t.init)))
         .collect();
     m.insert(
         "initializers".into(),
@@ -230,8 +223,9 @@ pub fn write_file(
                     failed = true;
                     break 'tensors;
                 };
-                buf.clear();
-                gen.bytes(start, n, &mut buf);
+                // Resizing a reused buffer only zeroes bytes it never had; fill overwrites all.
+                buf.resize(n * e.decl.dtype.size() as usize, 0);
+                gen.fill(start, &mut buf);
                 written += buf.len() as u64;
                 if full_tx.send(buf).is_err() {
                     failed = true;
