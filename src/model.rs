@@ -111,13 +111,6 @@ pub enum Role {
     NumBatchesTracked,
 }
 
-impl Role {
-    /// Whether the role holds trainable weights that multiply inputs (symmetry matters).
-    pub fn is_weight_matrix(self) -> bool {
-        matches!(self, Role::Kernel | Role::RecurrentKernel)
-    }
-}
-
 /// fan_in and fan_out of a tensor, from its layer's meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Fans {

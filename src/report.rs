@@ -5,11 +5,7 @@ use specc::{Model, TensorDecl};
 
 /// The initializer column: the chosen name and the distribution it gives this tensor.
 fn describe(t: &TensorDecl) -> String {
-    let rule = match t.init.dist(t.fans) {
-        Dist::Structured => t.init.to_string(),
-        Dist::Constant(_) => t.init.to_string(),
-        d => d.to_string(),
-    };
+    let rule = distribution(t);
     if t.choice.written == rule {
         rule
     } else {
@@ -49,6 +45,14 @@ fn shape(s: &[u64]) -> String {
         "[{}]",
         s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
     )
+}
+
+/// The distribution a tensor gets, in words (the initializer itself when structured or constant).
+fn distribution(t: &TensorDecl) -> String {
+    match t.init.dist(t.fans) {
+        Dist::Structured | Dist::Constant(_) => t.init.to_string(),
+        d => d.to_string(),
+    }
 }
 
 /// Aligned columns, two spaces apart; columns from `right` on are right-aligned (numbers).
@@ -165,7 +169,7 @@ pub fn json(m: &Model) -> serde_json::Value {
                     "default_rule": t.choice.default_rule,
                     "rule": t.init.to_string(),
                     "params": t.init,
-                    "distribution": match t.init.dist(t.fans) { Dist::Structured => t.init.to_string(), d => d.to_string() },
+                    "distribution": distribution(t),
                 },
                 "fan_in": t.fans.fan_in,
                 "fan_out": t.fans.fan_out,

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, load_model  # noqa: E402
 from torch import nn  # noqa: E402
 
 from conftest import HERE_SPECS, SPECS, build, summary  # noqa: E402
-from test_names_torch import TorchLayers  # noqa: E402
+from test_names_torch import Tagger, TorchLayers  # noqa: E402
 
 ALL_SPECS = sorted(p for p in SPECS.iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
 
@@ -100,13 +100,6 @@ def test_torch_values_follow_the_formulas(tmp_path):
 
 def test_lstm_tagger_defaults_are_torch_defaults(tmp_path):
     out = build(SPECS / "lstm-tagger.yaml", tmp_path / "l.safetensors")
-
-    class Tagger(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(5000, 64)
-            self.rnn = nn.LSTM(64, 128, num_layers=2, bidirectional=True)
-            self.head = nn.Linear(256, 17)
 
     m = Tagger()
     load_model(m, str(out), strict=True)
