@@ -688,3 +688,70 @@ const PIN_ORTHOGONAL_2X2: [f64; 4] = [
     0.4292309582233429,
 ];
 const PIN_SPARSE_2X2: [f64; 4] = [0.0, 0.16047851741313934, -0.4102492034435272, 0.0];
+
+/// The f32 samplers compiled for every instruction set this CPU has give the same bits as
+/// the portable build, on long runs (the normal's tails included) and on ragged starts.
+#[test]
+fn every_kernel_gives_the_same_bits() {
+    use specc::init::rng::Stream;
+    use specc::init::sample::{Kernel, Plan};
+    let stream = Stream::new(7, "kernels", "values");
+    let truncated = |mean: f64, std: f64, low: f64, high: f64| {
+        let (a, b) = (
+            normal_cdf((low - mean) / std),
+            normal_cdf((high - mean) / std),
+        );
+        let mirror = a + b > 1.0;
+        let (alpha, beta) = if mirror {
+            (
+                normal_cdf((mean - high) / std),
+                normal_cdf((mean - low) / std),
+            )
+        } else {
+            (a, b)
+        };
+        Plan::Truncated {
+            stream,
+            mean,
+            std,
+            alpha,
+            beta,
+            mirror,
+            low,
+            high,
+        }
+    };
+    let plans = [
+        Plan::Uniform {
+            stream,
+            low: -0.3,
+            high: 0.7,
+        },
+        Plan::Normal {
+            stream,
+            mean: 0.5,
+            std: 0.02,
+        },
+        truncated(0.0, 1.0, -2.0, 2.0),
+        // Far in the upper tail (mirrored): PPND7's third region, t > 5.
+        truncated(0.0, 1.0, 6.0, 7.0),
+        truncated(1.0, 3.0, -8.0, 0.5),
+    ];
+    let kernels = Kernel::available();
+    assert_eq!(kernels[0], Kernel::Portable);
+    for plan in &plans {
+        for (start, len) in [(0u64, 1_000_003usize), (3, 1), (5, 517), (4093, 70_001)] {
+            let mut want = vec![0f32; len];
+            plan.fill_f32_with(Kernel::Portable, start, &mut want);
+            for &k in &kernels[1..] {
+                let mut got = vec![0f32; len];
+                plan.fill_f32_with(k, start, &mut got);
+                let differ = want
+                    .iter()
+                    .zip(&got)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(differ, None, "{k:?} vs portable, {plan:?} from {start}");
+            }
+        }
+    }
+}

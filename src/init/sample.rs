@@ -156,12 +156,30 @@ impl Plan {
 
     /// Elements `start .. start + out.len()` in f32 (for f32, f16 and bf16 tensors).
     pub fn fill_f32(&self, start: u64, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2. The same code, compiled for wider vectors: integer
-            // ops and unfused IEEE arithmetic give the same bits.
-            return unsafe { self.fill_f32_avx2(start, out) };
+        self.fill_f32_with(Kernel::best(), start, out)
+    }
+
+    /// [`Plan::fill_f32`] compiled for `kernel`; every kernel gives the same bits.
+    ///
+    /// # Panics
+    /// If this CPU cannot run `kernel` (see [`Kernel::available`]).
+    pub fn fill_f32_with(&self, kernel: Kernel, start: u64, out: &mut [f32]) {
+        assert!(kernel.runs_here(), "this CPU cannot run {kernel:?}");
+        match kernel {
+            Kernel::Portable => self.fill_f32_portable(start, out),
+            // SAFETY (both): the CPU has the features, checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { self.fill_f32_avx2(start, out) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { self.fill_f32_avx512(start, out) },
         }
+    }
+
+    // The same code as fill_f32_portable, compiled for wider vectors. Integer ops and
+    // unfused IEEE arithmetic (Rust never contracts a*b+c into an FMA) give the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fill_f32_avx512(&self, start: u64, out: &mut [f32]) {
         self.fill_f32_portable(start, out)
     }
 
@@ -273,6 +291,59 @@ impl Plan {
             Plan::Whole(v) => v[j as usize],
             _ => unreachable!("random plans fill directly"),
         }
+    }
+}
+
+/// An instruction set the f32 samplers are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// The target's baseline (SSE2 on x86-64).
+    Portable,
+    /// 256-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// 512-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    /// Every kernel, narrowest first.
+    pub const ALL: &[Kernel] = &[
+        Kernel::Portable,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512,
+    ];
+
+    /// Whether this CPU has the instructions.
+    pub fn runs_here(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+        }
+    }
+
+    /// Every kernel this CPU runs, narrowest first.
+    pub fn available() -> Vec<Kernel> {
+        Kernel::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.runs_here())
+            .collect()
+    }
+
+    /// The widest kernel this CPU runs.
+    pub fn best() -> Kernel {
+        *Kernel::ALL
+            .iter()
+            .rev()
+            .find(|k| k.runs_here())
+            .unwrap_or(&Kernel::Portable)
     }
 }
 
