@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &shard.tensors,
                 model.layout,
                 &meta,
+                specc::write::Durability::default(),
                 &mut |_| {},
             )?;
             shard.path.clone()

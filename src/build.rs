@@ -6,6 +6,7 @@
 use crate::init::sample::Plan;
 use crate::model::{DType, Layout, Model, TensorDecl};
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Elements one thread generates at a time.
 const GRAIN: usize = 1 << 15;
@@ -36,50 +37,58 @@ impl<'a> Generator<'a> {
     /// Overwrites `dst` with the little-endian bytes of elements `start ..` (as many as fit).
     pub fn fill(&self, start: u64, dst: &mut [u8]) {
         let size = self.decl.dtype.size() as usize;
-        let dtype = self.decl.dtype;
         dst.par_chunks_mut(GRAIN * size)
             .enumerate()
-            .for_each(|(i, chunk)| {
-                let first = start + (i * GRAIN) as u64;
-                let n = chunk.len() / size;
-                match dtype {
-                    DType::F64 => {
-                        let mut v = vec![0f64; n];
-                        self.plan.fill_f64(first, &mut v);
-                        for (c, x) in chunk.chunks_exact_mut(8).zip(&v) {
+            .for_each(|(i, chunk)| self.fill_here(start + (i * GRAIN) as u64, chunk));
+    }
+
+    /// [`Generator::fill`] on the calling thread alone.
+    pub fn fill_here(&self, first: u64, chunk: &mut [u8]) {
+        let dtype = self.decl.dtype;
+        if dtype == DType::F32 && cfg!(target_endian = "little") {
+            // SAFETY: every bit pattern is a valid f32, and f32s are the little-endian bytes.
+            let (head, mid, tail) = unsafe { chunk.align_to_mut::<f32>() };
+            if head.is_empty() && tail.is_empty() {
+                // Straight into the output: no scratch buffer, no copy.
+                return self.plan.fill_f32(first, mid);
+            }
+        }
+        // A per-thread scratch buffer, reused: a fresh one per piece would cost page faults.
+        thread_local! {
+            static SCRATCH: RefCell<(Vec<f32>, Vec<f64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+        }
+        SCRATCH.with_borrow_mut(|(f32s, f64s)| {
+            let n = chunk.len() / dtype.size() as usize;
+            match dtype {
+                DType::F64 | DType::I64 => {
+                    f64s.resize(n, 0.0);
+                    self.plan.fill_f64(first, f64s);
+                    for (c, x) in chunk.chunks_exact_mut(8).zip(f64s.iter()) {
+                        if dtype == DType::F64 {
                             c.copy_from_slice(&x.to_le_bytes());
-                        }
-                    }
-                    DType::I64 => {
-                        let mut v = vec![0f64; n];
-                        self.plan.fill_f64(first, &mut v);
-                        for (c, x) in chunk.chunks_exact_mut(8).zip(&v) {
+                        } else {
                             c.copy_from_slice(&(*x as i64).to_le_bytes());
                         }
                     }
-                    DType::F32 | DType::F16 | DType::BF16 => {
-                        let mut v = vec![0f32; n];
-                        self.plan.fill_f32(first, &mut v);
-                        match dtype {
-                            DType::F32 => {
-                                for (c, x) in chunk.chunks_exact_mut(4).zip(&v) {
-                                    c.copy_from_slice(&x.to_le_bytes());
-                                }
-                            }
-                            DType::F16 => {
-                                for (c, x) in chunk.chunks_exact_mut(2).zip(&v) {
-                                    c.copy_from_slice(&half::f16::from_f32(*x).to_le_bytes());
-                                }
-                            }
-                            _ => {
-                                for (c, x) in chunk.chunks_exact_mut(2).zip(&v) {
-                                    c.copy_from_slice(&half::bf16::from_f32(*x).to_le_bytes());
-                                }
-                            }
-                        }
+                }
+                DType::F32 | DType::F16 | DType::BF16 => {
+                    f32s.resize(n, 0.0);
+                    self.plan.fill_f32(first, f32s);
+                    let out = chunk
+                        .chunks_exact_mut(dtype.size() as usize)
+                        .zip(f32s.iter());
+                    match dtype {
+                        DType::F32 => out.for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),
+                        DType::F16 => out.for_each(|(c, x)| {
+                            c.copy_from_slice(&half::f16::from_f32(*x).to_le_bytes())
+                        }),
+                        _ => out.for_each(|(c, x)| {
+                            c.copy_from_slice(&half::bf16::from_f32(*x).to_le_bytes())
+                        }),
                     }
                 }
-            });
+            }
+        });
     }
 
     /// All values as f64 (for tests and in-process use).

@@ -65,6 +65,10 @@ enum Command {
         /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/SPECC_PART_COUNT.
         #[arg(long, value_name = "I/N", value_parser = parse_part)]
         part: Option<(u64, u64)>,
+        /// Flush each file to the device (fsync) before renaming it into place, so that it
+        /// survives a power loss once the build returns; slower, by the disk's write speed.
+        #[arg(long)]
+        fsync: bool,
         #[command(flatten)]
         levels: LevelArgs,
     },
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
             threads,
             max_shard_size,
             part,
+            fsync,
             levels,
         } => {
             let dtype = dtype.as_deref().and_then(specc::DType::from_spec);
@@ -189,6 +194,11 @@ fn main() -> ExitCode {
                 threads,
                 max_shard_size,
                 part,
+                durability: if fsync {
+                    specc::write::Durability::Synced
+                } else {
+                    specc::write::Durability::Written
+                },
             };
             match levels.levels() {
                 Ok(lints) => build(
@@ -421,6 +431,7 @@ struct BuildArgs {
     max_shard_size: Option<u64>,
     /// (part, of parts), 1-based.
     part: (u64, u64),
+    durability: specc::write::Durability,
 }
 
 /// Parses `2GB`, `500MB`, `1GiB`, `123` (bytes); decimal units as Hugging Face uses them.
@@ -595,12 +606,18 @@ fn build(
     let (mut tensors, mut params, mut bytes) = (0usize, 0u64, 0u64);
     for shard in &mine {
         let done = bytes;
-        let r =
-            specc::write::write_file(&shard.path, &shard.tensors, model.layout, &meta, &mut |n| {
+        let r = specc::write::write_file(
+            &shard.path,
+            &shard.tensors,
+            model.layout,
+            &meta,
+            args.durability,
+            &mut |n| {
                 if let Some(b) = &bar {
                     b.set_position(done + n);
                 }
-            });
+            },
+        );
         match r {
             Ok(w) => {
                 tensors += w.tensors;
@@ -617,7 +634,7 @@ fn build(
         }
     }
     if let Some((p, text)) = &out.index {
-        if let Err(e) = specc::write::write_text(p, text) {
+        if let Err(e) = specc::write::write_text(p, text, args.durability) {
             eprintln!("error: {e}");
             return 2;
         }

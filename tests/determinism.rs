@@ -46,14 +46,40 @@ fn same_spec_twice_gives_identical_files() {
 #[test]
 fn thread_count_does_not_change_the_bytes() {
     let d = tempfile::tempdir().unwrap();
-    // big enough to be split across threads (several grains per tensor)
-    let spec = write(d.path(), "m.yaml", "name: big\ninput: [512]\nlayers:\n  - {name: a, type: dense, units: 1024}\n  - {name: b, type: dense, units: 512, kernel_initializer: glorot_normal}\n");
-    build(&spec, &d.path().join("1.safetensors"), &["--threads", "1"]);
-    build(&spec, &d.path().join("2.safetensors"), &["--threads", "2"]);
-    build(&spec, &d.path().join("3.safetensors"), &["--threads", "3"]);
+    // Several 1 MiB pieces per tensor (a: 6 MiB), a tensor computed whole (b, orthogonal),
+    // and half-precision tensors whose sizes are not multiples of a piece or of 4 bytes.
+    let spec = write(
+        d.path(),
+        "m.yaml",
+        "name: big\ninput: [1536]\nlayers:\n  - {name: a, type: dense, units: 1024}\n  - {name: b, type: dense, units: 300, kernel_initializer: orthogonal}\n  - {name: c, type: dense, units: 333, dtype: bf16, bias_initializer: {name: uniform, a: -1, b: 1}}\n  - {name: e, type: dense, units: 77, dtype: f16, kernel_initializer: trunc_normal}\n",
+    );
+    let runs: [(&str, &[&str]); 5] = [
+        ("1", &["--threads", "1"]),
+        ("2", &["--threads", "2"]),
+        ("3", &["--threads", "3"]),
+        ("7", &["--threads", "7"]),
+        ("sync", &["--fsync"]),
+    ];
+    for (name, args) in runs {
+        build(&spec, &d.path().join(format!("{name}.safetensors")), args);
+    }
     let one = std::fs::read(d.path().join("1.safetensors")).unwrap();
-    assert_eq!(one, std::fs::read(d.path().join("2.safetensors")).unwrap());
-    assert_eq!(one, std::fs::read(d.path().join("3.safetensors")).unwrap());
+    for (name, _) in &runs[1..] {
+        let other = std::fs::read(d.path().join(format!("{name}.safetensors"))).unwrap();
+        assert!(one == other, "{name} differs from one thread");
+    }
+    // And the file holds what the in-process generator gives for each tensor.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let m = crate::common::model("m.yaml", &text);
+    let stored = tensors(&d.path().join("1.safetensors"));
+    for t in &m.tensors {
+        assert_eq!(
+            stored[&t.name].2,
+            specc::build::tensor_bytes(t, m.layout),
+            "{}",
+            t.name
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! Write: safetensors output, streamed through a small reused buffer, atomically.
+//! Write: safetensors output, generated piece by piece in parallel, written atomically.
 //!
-//! The header is computed from the resolved model alone; tensor data is generated chunk
-//! by chunk into one buffer and written in file order. Output goes to a temporary file in
-//! the target directory and is renamed into place only when complete, so a failed build
-//! never leaves a partial file nor damages an existing one.
+//! The header is computed from the resolved model alone; tensor data is cut into pieces
+//! that worker threads generate and write at their offsets, in file order. Output goes to
+//! a temporary file in the target directory and is renamed into place only when complete,
+//! so a failed build never leaves a partial file nor damages an existing one.
 
 mod cleanup;
 
@@ -13,9 +13,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// Bytes generated and written per step.
-const CHUNK_BYTES: usize = 64 << 20;
+/// Bytes a worker generates and writes at a time: small enough to stay in a core's L2
+/// cache, so the kernel copies them into the page cache from cache, not from memory.
+const PIECE_BYTES: usize = 1 << 20;
+
+/// Pieces in flight: enough that generators rarely wait for the writer.
+const BUFFERS: usize = 8;
 
 /// One tensor's entry in the header.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,91 +171,163 @@ pub struct Written {
     pub bytes: u64,
 }
 
+/// Whether a finished file is flushed to the device before it is renamed into place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Rename once written (as `cp`, `dd` and `safetensors.save_file` do): the file is whole
+    /// or absent whatever the process does, and the OS writes it back in its own time.
+    #[default]
+    Written,
+    /// `fsync` the file before the rename (and the directory after), so the new file is
+    /// on the device when the build returns, and survives a power loss.
+    Synced,
+}
+
+/// One piece of the data section: elements `start .. start + count` of entry `entry`.
+struct Piece {
+    entry: usize,
+    start: u64,
+    count: usize,
+    /// Offset in the file.
+    offset: u64,
+}
+
+/// A tensor's generator while pieces of it are in flight; dropped after its last piece, so
+/// tensors computed whole (orthogonal) do not pile up.
+struct Slot<'a> {
+    generator: Mutex<Option<Arc<Generator<'a>>>>,
+    left: AtomicUsize,
+}
+
 /// Writes `tensors` (in the given order) to a temporary file beside `path`, then renames it there.
 ///
-/// Generation (parallel, on the caller's thread pool) and writing (a thread of its own)
-/// overlap through two reused buffers, so memory stays at two chunks whatever the size.
-/// `progress` is called with the bytes written so far.
+/// Each worker thread (as many as rayon's pool has) takes the next piece in file order,
+/// generates it into a buffer of its own that stays in cache, and writes it at its offset:
+/// generation and writing overlap across threads, and memory stays at one piece per thread
+/// whatever the size. `progress` is called with the bytes written so far.
 pub fn write_file(
     path: &Path,
     tensors: &[&TensorDecl],
     layout: Layout,
     metadata: &BTreeMap<String, String>,
+    durability: Durability,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Written, WriteError> {
+    use std::os::unix::fs::FileExt;
     let err = |p: &Path| {
         let p = p.to_path_buf();
         move |source| WriteError::Io { path: p, source }
     };
     let dir = parent_dir(path);
     let head = header(tensors, metadata);
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".specc-")
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(err(&dir))?;
     let _guard = cleanup::Guard::new(tmp.path());
-    let file = tmp.as_file_mut();
-    file.write_all(&(head.json.len() as u64).to_le_bytes())
-        .map_err(err(path))?;
-    file.write_all(&head.json).map_err(err(path))?;
-    let mut written = 8 + head.json.len() as u64;
-    progress(written);
+    let file = tmp.as_file();
+    let data_start = 8 + head.json.len() as u64;
+    let mut prefix = (head.json.len() as u64).to_le_bytes().to_vec();
+    prefix.extend_from_slice(&head.json);
+    file.write_all_at(&prefix, 0).map_err(err(path))?;
+    progress(data_start);
 
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    for _ in 0..2 {
-        let _ = empty_tx.send(Vec::with_capacity(CHUNK_BYTES));
-    }
-    let result = std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> std::io::Result<()> {
-            for buf in full_rx {
-                file.write_all(&buf)?;
-                if empty_tx.send(buf).is_err() {
-                    break;
-                }
-            }
-            Ok(())
+    let mut pieces = Vec::new();
+    let mut slots = Vec::with_capacity(head.entries.len());
+    for (k, e) in head.entries.iter().enumerate() {
+        let size = e.decl.dtype.size();
+        let per_piece = (PIECE_BYTES as u64 / size).max(1);
+        let numel = e.decl.numel();
+        let mut start = 0;
+        while start < numel {
+            let count = per_piece.min(numel - start);
+            pieces.push(Piece {
+                entry: k,
+                start,
+                count: count as usize,
+                offset: data_start + e.begin + start * size,
+            });
+            start += count;
+        }
+        slots.push(Slot {
+            generator: Mutex::new(None),
+            left: AtomicUsize::new(numel.div_ceil(per_piece) as usize),
         });
-        let mut failed = false;
-        'tensors: for e in &head.entries {
-            let gen = Generator::new(e.decl, layout);
-            let numel = e.decl.numel();
-            let per_chunk = (CHUNK_BYTES as u64 / e.decl.dtype.size()).max(1);
-            let mut start = 0;
-            while start < numel {
-                let n = per_chunk.min(numel - start) as usize;
-                let Ok(mut buf) = empty_rx.recv() else {
-                    failed = true;
-                    break 'tensors;
-                };
-                // Resizing a reused buffer only zeroes bytes it never had; fill overwrites all.
-                buf.resize(n * e.decl.dtype.size() as usize, 0);
-                gen.fill(start, &mut buf);
-                written += buf.len() as u64;
-                if full_tx.send(buf).is_err() {
-                    failed = true;
-                    break 'tensors;
-                }
-                progress(written);
-                start += n as u64;
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, u64)>(BUFFERS);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..BUFFERS {
+        let _ = empty_tx.send(vec![0u8; PIECE_BYTES]);
+    }
+    let empty_rx = Mutex::new(empty_rx);
+    // A generator: takes the next piece in file order, fills a free buffer, hands it on.
+    let work = |full_tx: std::sync::mpsc::SyncSender<(Vec<u8>, u64)>| {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(p) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            let e = &head.entries[p.entry];
+            let slot = &slots[p.entry];
+            let generator = {
+                let mut g = slot.generator.lock().unwrap_or_else(|e| e.into_inner());
+                g.get_or_insert_with(|| Arc::new(Generator::new(e.decl, layout)))
+                    .clone()
+            };
+            let recv = empty_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok(mut buf) = recv else {
+                break; // the writer stopped
+            };
+            buf.resize(p.count * e.decl.dtype.size() as usize, 0);
+            generator.fill_here(p.start, &mut buf);
+            drop(generator);
+            if slot.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                *slot.generator.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
+            if full_tx.send((buf, p.offset)).is_err() {
+                break;
+            }
+        }
+    };
+    let workers = rayon::current_num_threads().max(1);
+    let mut failure = None;
+    let mut written = data_start;
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = full_tx.clone();
+            scope.spawn(|| work(tx));
         }
         drop(full_tx);
-        let w = writer.join().expect("the writer thread does not panic");
-        match (w, failed) {
-            (Err(e), _) => Err(e),
-            (Ok(()), true) => Err(std::io::Error::other("the writer stopped early")),
-            (Ok(()), false) => Ok(()),
+        // This thread writes (one writer: concurrent writes to one file contend in the kernel).
+        for (buf, offset) in full_rx {
+            if let Err(e) = file.write_all_at(&buf, offset) {
+                failure = Some(e);
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            written += buf.len() as u64;
+            progress(written);
+            let _ = empty_tx.send(buf);
         }
+        // Unblocks generators waiting for a buffer.
+        drop(empty_tx);
     });
-    result.map_err(err(path))?;
-    tmp.as_file().sync_all().map_err(err(path))?;
-    set_default_mode(tmp.as_file()).map_err(err(path))?;
+    if let Some(e) = failure {
+        return Err(err(path)(e));
+    }
+    if durability == Durability::Synced {
+        file.sync_all().map_err(err(path))?;
+    }
+    set_default_mode(file).map_err(err(path))?;
     tmp.persist(path).map_err(|e| WriteError::Io {
         path: path.to_path_buf(),
         source: e.error,
     })?;
+    if durability == Durability::Synced {
+        sync_dir(&dir).map_err(err(&dir))?;
+    }
     Ok(Written {
         tensors: tensors.len(),
         params: tensors.iter().map(|t| t.numel()).sum(),
@@ -257,8 +335,13 @@ pub fn write_file(
     })
 }
 
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Writes small text (the shard index) atomically: temporary file, then rename.
-pub fn write_text(path: &Path, text: &str) -> Result<(), WriteError> {
+pub fn write_text(path: &Path, text: &str, durability: Durability) -> Result<(), WriteError> {
     let err = |source| WriteError::Io {
         path: path.to_path_buf(),
         source,
@@ -269,9 +352,14 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), WriteError> {
         .tempfile_in(parent_dir(path))
         .map_err(err)?;
     tmp.write_all(text.as_bytes()).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
+    if durability == Durability::Synced {
+        tmp.as_file().sync_all().map_err(err)?;
+    }
     set_default_mode(tmp.as_file()).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
+    if durability == Durability::Synced {
+        sync_dir(&parent_dir(path)).map_err(err)?;
+    }
     Ok(())
 }
 
