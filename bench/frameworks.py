@@ -1,7 +1,7 @@
 """The same initialization done by PyTorch or numpy, for bench/run.sh.
 
-    python frameworks.py torch|numpy SPECC SPEC OUT   # build SPEC's tensors, save_file, fsync
-    python frameworks.py rates                        # single-core normal/uniform throughput
+    python frameworks.py torch|numpy SPECC SPEC OUT [--fsync]   # build SPEC's tensors, save_file
+    python frameworks.py rates                                  # single-core normal/uniform throughput
 
 Tensors, shapes and distributions come from `specc summary --format json`, so both sides
 produce the same bytes' worth of the same distributions.
@@ -46,7 +46,7 @@ def fsync(path):
     os.close(fd)
 
 
-def build_torch(specc, spec, out):
+def build_torch(specc, spec, out, sync):
     import torch
     from safetensors.torch import save_file
 
@@ -67,10 +67,11 @@ def build_torch(specc, spec, out):
             torch.nn.init.trunc_normal_(x, *a)
         sd[t["name"]] = x
     save_file(sd, out, metadata={"format": "pt"})
-    fsync(out)
+    if sync:
+        fsync(out)
 
 
-def build_numpy(specc, spec, out):
+def build_numpy(specc, spec, out, sync):
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -91,23 +92,28 @@ def build_numpy(specc, spec, out):
             x = np.clip(rng.standard_normal(t["shape"], dtype=np.float32) * a[1] + a[0], a[2], a[3])
         arrays[t["name"]] = x.astype(d, copy=False)
     save_file(arrays, out, metadata={"format": "pt"})
-    fsync(out)
+    if sync:
+        fsync(out)
 
 
 def rates():
+    """As benches/samplers.rs measures specc: best of 64 passes into one reused buffer of 1 Mi values."""
     import numpy as np
     import torch
 
     torch.set_num_threads(1)
-    n = 1 << 24
+    n = 1 << 20
     rng = np.random.default_rng(0)
+    a = np.zeros(n, dtype=np.float32)
+    t = torch.zeros(n)
     for name, f in [
-        ("numpy  normal f32 (PCG64)", lambda: rng.standard_normal(n, dtype=np.float32)),
-        ("numpy  uniform f32 (PCG64)", lambda: rng.random(n, dtype=np.float32)),
-        ("torch  normal f32 (1 thread)", lambda: torch.empty(n).normal_()),
-        ("torch  uniform f32 (1 thread)", lambda: torch.empty(n).uniform_()),
+        ("numpy  normal f32 (PCG64)", lambda: rng.standard_normal(dtype=np.float32, out=a)),
+        ("numpy  uniform f32 (PCG64)", lambda: rng.random(dtype=np.float32, out=a)),
+        ("torch  normal f32 (1 thread)", lambda: t.normal_()),
+        ("torch  uniform f32 (1 thread)", lambda: t.uniform_()),
     ]:
-        best = min(_time(f) for _ in range(3))
+        f()
+        best = min(_time(f) for _ in range(64))
         print(f"{name:<30} {n / best / 1e6:8.0f} M values/s (single core)")
 
 
@@ -122,8 +128,8 @@ if __name__ == "__main__":
     if what == "rates":
         rates()
     elif what == "torch":
-        build_torch(*sys.argv[2:5])
+        build_torch(*sys.argv[2:5], sync="--fsync" in sys.argv[5:])
     elif what == "numpy":
-        build_numpy(*sys.argv[2:5])
+        build_numpy(*sys.argv[2:5], sync="--fsync" in sys.argv[5:])
     else:
         raise SystemExit(__doc__)

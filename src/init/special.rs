@@ -77,6 +77,38 @@ pub fn inv_norm_cdf_f32(p: f32) -> f32 {
     scale * (((p3 * r + p2) * r + p1) * r + p0) / (((q3 * r + q2) * r + q1) * r + 1.0)
 }
 
+/// [`inv_norm_cdf_f32`] where |p − ½| ≤ 0.425, given q = p − ½: the same value, bit for bit.
+///
+/// With [`inv_norm_cdf_tail_f32`], for kernels that compute the tails only for the ~15% of
+/// values that need them (see `sample::split_normal`). Same constants and operation order
+/// as the three-region form (whose tails have a zero cubic term in the denominator).
+#[inline(always)]
+pub fn inv_norm_cdf_central_f32(q: f32) -> f32 {
+    let r = 0.180625 - q * q;
+    q * (((59.109_375 * r + 159.291_13) * r + 50.434_27) * r + 3.387_132_7)
+        / (((67.187_56 * r + 78.757_76) * r + 17.895_17) * r + 1.0)
+}
+
+/// [`inv_norm_cdf_f32`] where |p − ½| > 0.425: the same value, bit for bit.
+#[inline(always)]
+pub fn inv_norm_cdf_tail_f32(p: f32) -> f32 {
+    let q = p - 0.5;
+    let m = if q < 0.0 { p } else { 1.0 - p };
+    let t = (-ln_f32(m)).sqrt();
+    let far = t > 5.0;
+    let r = if far { t - 5.0 } else { t - 1.6 };
+    let pick = |near: f32, far_c: f32| if far { far_c } else { near };
+    let p3 = pick(0.170_238_21, 0.017_337_204);
+    let p2 = pick(1.306_728_5, 0.428_682_94);
+    let p1 = pick(2.756_815_4, 3.081_226_4);
+    let p0 = pick(1.423_437_3, 6.657_905);
+    let q2 = pick(0.120_211_33, 0.012_258_203);
+    let q1 = pick(0.737_001_6, 0.241_978_94);
+    let scale = if q < 0.0 { -1.0 } else { 1.0 };
+    // (0·r + q2) in the three-region form is q2 exactly: r is finite.
+    scale * (((p3 * r + p2) * r + p1) * r + p0) / ((q2 * r + q1) * r + 1.0)
+}
+
 /// Φ⁻¹(p) for p in (0, 1), in f64: PPND7's start refined by two Halley steps on `libm::erfc`.
 pub fn inv_norm_cdf_f64(p: f64) -> f64 {
     // Start from the lower tail, where f32 keeps relative precision.
@@ -140,6 +172,24 @@ mod tests {
                 (normal_cdf(z) - p).abs() / p.min(1.0 - p) < 1e-4,
                 "{p}: {z}"
             );
+        }
+    }
+
+    #[test]
+    fn split_regions_equal_the_three_region_form() {
+        // Every p the f32 samplers produce: ((w >> 9) + 1/2) / 2^23, plus deep-tail values.
+        let deep = (1..2000).map(|k| f32::MIN_POSITIVE * 1.37f32.powi(k));
+        for p in (0..1u32 << 23)
+            .map(|k| (k as f32 + 0.5) / 8_388_608.0)
+            .chain(deep.filter(|p| *p < 0.5))
+        {
+            let q = p - 0.5;
+            let split = if q.abs() <= 0.425 {
+                inv_norm_cdf_central_f32(q)
+            } else {
+                inv_norm_cdf_tail_f32(p)
+            };
+            assert_eq!(split.to_bits(), inv_norm_cdf_f32(p).to_bits(), "p = {p:e}");
         }
     }
 
