@@ -85,6 +85,16 @@ pub enum Plan {
     },
     /// A tensor computed whole (orthogonal, sparse), in row-major order.
     Whole(Vec<f64>),
+    /// A tensor computed whole and stored transposed: element (r, c) of the `[rows, cols]`
+    /// tensor is `values[c · rows + r]` (a wide orthogonal matrix, kept as its Q).
+    WholeTransposed {
+        /// The values, column-major.
+        values: Vec<f64>,
+        /// Rows of the tensor.
+        rows: u64,
+        /// Columns of the tensor.
+        cols: u64,
+    },
 }
 
 impl Plan {
@@ -149,7 +159,7 @@ impl Plan {
             },
             (Init::UnitForgetBias { units }, _) => Plan::ForgetBias { units: *units },
             (Init::Orthogonal { gain, flatten }, _) => {
-                Plan::Whole(orthogonal(values(), &t.shape, *flatten, *gain))
+                orthogonal(values(), &t.shape, *flatten, *gain)
             }
             (Init::Sparse { sparsity, std }, _) => Plan::Whole(sparse(t, *sparsity, *std)),
             (init, d) => unreachable!("{init:?} resolves to {d:?}"),
@@ -323,6 +333,9 @@ impl Plan {
             } => dirac_at(shape, *layout, *groups, j),
             Plan::ForgetBias { units } => f64::from(u8::from((*units..2 * units).contains(&j))),
             Plan::Whole(v) => v[j as usize],
+            Plan::WholeTransposed { values, rows, cols } => {
+                values[((j % cols) * rows + j / cols) as usize]
+            }
             _ => unreachable!("random plans fill directly"),
         }
     }
@@ -547,7 +560,7 @@ fn dirac_at(shape: &[u64], layout: Layout, groups: u64, j: u64) -> f64 {
 ///
 /// Draw A (max(r, c) × min(r, c)) row-major from the f64 normal stream, Householder QR in
 /// f64, multiply Q's columns by sign(diag R), transpose when r < c.
-fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64) -> Vec<f64> {
+fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64) -> Plan {
     let numel: u64 = shape.iter().product();
     let (rows, cols) = match flatten {
         Flatten::Trailing => (shape[0], numel / shape[0]),
@@ -561,25 +574,38 @@ fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64) -> Vec
         std: 1.0,
     }
     .fill_f64(0, &mut a);
-    let q = qr_q(&mut a, m, n);
-    let mut out = vec![0.0f64; m * n];
-    for i in 0..m {
-        for k in 0..n {
-            let v = gain * q[i * n + k];
-            if rows >= cols {
-                out[i * n + k] = v;
-            } else {
-                out[k * m + i] = v;
-            }
+    qr_q_in_place(&mut a, m, n);
+    a.iter_mut().for_each(|x| *x *= gain);
+    if rows >= cols {
+        Plan::Whole(a)
+    } else {
+        // The tensor is Qᵀ: read it transposed rather than hold a second copy.
+        Plan::WholeTransposed {
+            values: a,
+            rows,
+            cols,
         }
     }
-    out
 }
 
-/// Q of the reduced QR of the m × n (m ≥ n) row-major `a`, columns signed so diag(R) > 0.
-fn qr_q(a: &mut [f64], m: usize, n: usize) -> Vec<f64> {
-    let mut vs: Vec<Vec<f64>> = Vec::with_capacity(n);
+/// The start of every dot product in [`qr_q_in_place`]: what `Iterator::sum` of f64 starts
+/// from (Rust ≥ 1.83), so that the row-wise loops give the column-wise sums' bits.
+const SUM_START: f64 = -0.0;
+
+/// Overwrites the m × n (m ≥ n) row-major `a` with Q of its reduced QR (Householder, in
+/// f64), columns signed so that diag(R) > 0.
+///
+/// One matrix of memory: each reflector is kept below the diagonal of the column it
+/// cleared (its first entry aside), and Q is formed in place from the last reflector back,
+/// as LAPACK's `dorg2r` does. Every dot product runs over rows in order, accumulated row by
+/// row across all columns at once, so memory is read in rows (the column-by-column form
+/// strided through the whole matrix per column: 2048² took two minutes) and every sum is
+/// the same sequence of additions as the plain definition docs/determinism.md gives.
+fn qr_q_in_place(a: &mut [f64], m: usize, n: usize) {
+    let mut first = vec![0.0f64; n]; // each reflector's first entry (the diagonal holds Q's)
     let mut sign = vec![1.0f64; n];
+    let mut v = vec![0.0f64; m];
+    let mut w = vec![0.0f64; n];
     for k in 0..n {
         let norm = (k..m)
             .map(|i| a[i * n + k] * a[i * n + k])
@@ -589,40 +615,93 @@ fn qr_q(a: &mut [f64], m: usize, n: usize) -> Vec<f64> {
         let alpha = if x0 >= 0.0 { -norm } else { norm };
         // R[k][k] = alpha after the reflection.
         sign[k] = if alpha < 0.0 { -1.0 } else { 1.0 };
-        let mut v: Vec<f64> = (k..m).map(|i| a[i * n + k]).collect();
+        let v = &mut v[..m - k];
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = a[(k + i) * n + k];
+        }
         v[0] -= alpha;
         let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         if vn > 0.0 {
             v.iter_mut().for_each(|x| *x /= vn);
-            for c in k..n {
-                let dot: f64 = (k..m).map(|i| v[i - k] * a[i * n + c]).sum();
-                for i in k..m {
-                    a[i * n + c] -= 2.0 * v[i - k] * dot;
-                }
-            }
+            // H = I − 2vvᵀ on columns k+1..n; column k becomes R's, which only signs need.
+            reflect(a, n, k, k + 1, v, &mut w);
         }
-        vs.push(v);
+        first[k] = v[0];
+        for (i, x) in v.iter().enumerate().skip(1) {
+            a[(k + i) * n + k] = *x;
+        }
     }
-    // Q = H0 H1 … H(n-1) applied to the first n columns of the identity.
-    let mut q = vec![0.0f64; m * n];
-    for k in 0..n {
-        q[k * n + k] = 1.0;
-    }
+    // Q = H0 H1 … H(n-1) applied to the first n columns of the identity, last reflector
+    // first. Before step k, Q's columns > k hold their values in rows > k and zeros in row
+    // k; columns < k are still identity columns (zero in rows ≥ k, untouched by H_k).
     for k in (0..n).rev() {
-        let v = &vs[k];
-        for c in 0..n {
-            let dot: f64 = (k..m).map(|i| v[i - k] * q[i * n + c]).sum();
-            for i in k..m {
-                q[i * n + c] -= 2.0 * v[i - k] * dot;
+        let v = &mut v[..m - k];
+        v[0] = first[k];
+        for (i, x) in v.iter_mut().enumerate().skip(1) {
+            *x = a[(k + i) * n + k];
+        }
+        for c in k + 1..n {
+            a[k * n + c] = 0.0;
+        }
+        reflect(a, n, k, k + 1, v, &mut w);
+        // Column k is e_k before H_k: its dot with v is v[0]·1 + v[i]·0 …, summed in order.
+        let mut dot = SUM_START + v[0] * 1.0;
+        for x in &v[1..] {
+            dot += x * 0.0;
+        }
+        for (i, x) in v.iter().enumerate() {
+            let e = if i == 0 { 1.0 } else { 0.0 };
+            a[(k + i) * n + k] = e - 2.0 * x * dot;
+        }
+    }
+    for row in a.chunks_exact_mut(n) {
+        for (x, s) in row.iter_mut().zip(&sign) {
+            *x *= s;
+        }
+    }
+}
+
+/// Applies I − 2vvᵀ to rows k.. and columns `from..n` of the row-major `a` (n columns):
+/// `d_c = Σ_i v_i a_ic` over rows in order, then `a_ic −= 2 v_i d_c`.
+///
+/// Big ones run on all cores, split by columns for the sums (each column's sum is still
+/// one sequence over rows) and by rows for the update, so the bits do not depend on threads.
+fn reflect(a: &mut [f64], n: usize, k: usize, from: usize, v: &[f64], w: &mut [f64]) {
+    use rayon::prelude::*;
+    const COLUMNS: usize = 256;
+    // Below this many products threads cost more than they save; lower in unit tests so
+    // that small matrices take both paths.
+    const PARALLEL_FROM: usize = if cfg!(test) { 1 << 10 } else { 1 << 18 };
+    let w = &mut w[from..n];
+    let big = v.len() * w.len() >= PARALLEL_FROM;
+    let sums = |(b, wb): (usize, &mut [f64])| {
+        let c0 = from + b * COLUMNS;
+        wb.fill(SUM_START);
+        for (i, vi) in v.iter().enumerate() {
+            let row = &a[(k + i) * n + c0..(k + i) * n + c0 + wb.len()];
+            for (d, x) in wb.iter_mut().zip(row) {
+                *d += vi * x;
             }
         }
+    };
+    if big {
+        w.par_chunks_mut(COLUMNS).enumerate().for_each(sums);
+    } else {
+        w.chunks_mut(COLUMNS).enumerate().for_each(sums);
     }
-    for i in 0..m {
-        for k in 0..n {
-            q[i * n + k] *= sign[k];
+    let w = &*w;
+    let update = |(row, vi): (&mut [f64], &f64)| {
+        let s = 2.0 * vi;
+        for (x, d) in row[from..].iter_mut().zip(w) {
+            *x -= s * d;
         }
+    };
+    let rows = &mut a[k * n..(k + v.len()) * n];
+    if big {
+        rows.par_chunks_mut(n).zip(v.par_iter()).for_each(update);
+    } else {
+        rows.chunks_mut(n).zip(v.iter()).for_each(update);
     }
-    q
 }
 
 /// torch `sparse_` on a [rows, cols] matrix: N(0, std²), then in every column the
@@ -652,4 +731,118 @@ fn sparse(t: &TensorDecl, sparsity: f64, std: f64) -> Vec<f64> {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Q of the reduced QR by the plain definition: Householder reflections applied column
+    /// by column to all of A, then to the identity (the slow form `qr_q_in_place` replaced).
+    fn qr_q_reference(a: &mut [f64], m: usize, n: usize) -> Vec<f64> {
+        let mut vs: Vec<Vec<f64>> = Vec::with_capacity(n);
+        let mut sign = vec![1.0f64; n];
+        for k in 0..n {
+            let norm = (k..m)
+                .map(|i| a[i * n + k] * a[i * n + k])
+                .sum::<f64>()
+                .sqrt();
+            let x0 = a[k * n + k];
+            let alpha = if x0 >= 0.0 { -norm } else { norm };
+            sign[k] = if alpha < 0.0 { -1.0 } else { 1.0 };
+            let mut v: Vec<f64> = (k..m).map(|i| a[i * n + k]).collect();
+            v[0] -= alpha;
+            let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if vn > 0.0 {
+                v.iter_mut().for_each(|x| *x /= vn);
+                for c in k..n {
+                    let dot: f64 = (k..m).map(|i| v[i - k] * a[i * n + c]).sum();
+                    for i in k..m {
+                        a[i * n + c] -= 2.0 * v[i - k] * dot;
+                    }
+                }
+            }
+            vs.push(v);
+        }
+        let mut q = vec![0.0f64; m * n];
+        for k in 0..n {
+            q[k * n + k] = 1.0;
+        }
+        for k in (0..n).rev() {
+            let v = &vs[k];
+            for c in 0..n {
+                let dot: f64 = (k..m).map(|i| v[i - k] * q[i * n + c]).sum();
+                for i in k..m {
+                    q[i * n + c] -= 2.0 * v[i - k] * dot;
+                }
+            }
+        }
+        for i in 0..m {
+            for k in 0..n {
+                q[i * n + k] *= sign[k];
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn in_place_qr_gives_the_plain_definitions_bits() {
+        let stream = Stream::new(11, "qr", "values");
+        for (m, n) in [
+            (1, 1),
+            (2, 2),
+            (5, 3),
+            (64, 17),
+            (100, 100),
+            (300, 7),
+            (300, 290),
+        ] {
+            let mut a = vec![0.0f64; m * n];
+            Plan::Normal {
+                stream,
+                mean: 0.0,
+                std: 1.0,
+            }
+            .fill_f64(0, &mut a);
+            // A zero column and a repeated one: reflectors of norm 0 and exact cancellations.
+            if n >= 3 {
+                for i in 0..m {
+                    a[i * n + 1] = 0.0;
+                    a[i * n + 2] = a[i * n];
+                }
+            }
+            let want = qr_q_reference(&mut a.clone(), m, n);
+            qr_q_in_place(&mut a, m, n);
+            let same = a.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{m}×{n}");
+        }
+    }
+
+    #[test]
+    fn wide_orthogonal_reads_q_transposed() {
+        let stream = Stream::new(5, "wide", "values");
+        let (rows, cols) = (3u64, 8u64);
+        let Plan::WholeTransposed { values, .. } =
+            orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0)
+        else {
+            panic!("a wide matrix keeps its Q");
+        };
+        let mut a = vec![0.0f64; 24];
+        Plan::Normal {
+            stream,
+            mean: 0.0,
+            std: 1.0,
+        }
+        .fill_f64(0, &mut a);
+        let q = qr_q_reference(&mut a, 8, 3);
+        assert_eq!(values, q);
+        let plan = orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0);
+        let mut out = vec![0.0f64; 24];
+        plan.fill_f64(0, &mut out);
+        for r in 0..3 {
+            for c in 0..8 {
+                assert_eq!(out[r * 8 + c], q[c * 3 + r], "({r}, {c})");
+            }
+        }
+    }
 }
