@@ -53,16 +53,7 @@ fn main() {
     );
     rate(
         "truncated normal f32",
-        &Plan::Truncated {
-            stream: s,
-            mean: 0.0,
-            std: 1.0,
-            alpha: 0.02275,
-            beta: 0.97725,
-            mirror: false,
-            low: -2.0,
-            high: 2.0,
-        },
+        &Plan::truncated(s, 0.0, 1.0, -2.0, 2.0),
     );
     let normal = Plan::Normal {
         stream: s,

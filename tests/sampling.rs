@@ -696,31 +696,7 @@ fn every_kernel_gives_the_same_bits() {
     use specc::init::rng::Stream;
     use specc::init::sample::{Kernel, Plan};
     let stream = Stream::new(7, "kernels", "values");
-    let truncated = |mean: f64, std: f64, low: f64, high: f64| {
-        let (a, b) = (
-            normal_cdf((low - mean) / std),
-            normal_cdf((high - mean) / std),
-        );
-        let mirror = a + b > 1.0;
-        let (alpha, beta) = if mirror {
-            (
-                normal_cdf((mean - high) / std),
-                normal_cdf((mean - low) / std),
-            )
-        } else {
-            (a, b)
-        };
-        Plan::Truncated {
-            stream,
-            mean,
-            std,
-            alpha,
-            beta,
-            mirror,
-            low,
-            high,
-        }
-    };
+    let truncated = |mean, std, low, high| Plan::truncated(stream, mean, std, low, high);
     let plans = [
         Plan::Uniform {
             stream,

@@ -121,33 +121,7 @@ impl Plan {
                     low,
                     high,
                 },
-            ) => {
-                if std == 0.0 {
-                    return Plan::Constant(mean.clamp(low, high));
-                }
-                let a = normal_cdf((low - mean) / std);
-                let b = normal_cdf((high - mean) / std);
-                // Above the mean Φ is close to 1, where f32 has no resolution: use the mirror image.
-                let mirror = a + b > 1.0;
-                let (alpha, beta) = if mirror {
-                    (
-                        normal_cdf(-(high - mean) / std),
-                        normal_cdf(-(low - mean) / std),
-                    )
-                } else {
-                    (a, b)
-                };
-                Plan::Truncated {
-                    stream: values(),
-                    mean,
-                    std,
-                    alpha,
-                    beta,
-                    mirror,
-                    low,
-                    high,
-                }
-            }
+            ) => Plan::truncated(values(), mean, std, low, high),
             (Init::Identity { gain }, _) => Plan::Identity {
                 gain: *gain,
                 cols: t.shape[1],
@@ -163,6 +137,36 @@ impl Plan {
             }
             (Init::Sparse { sparsity, std }, _) => Plan::Whole(sparse(t, *sparsity, *std)),
             (init, d) => unreachable!("{init:?} resolves to {d:?}"),
+        }
+    }
+
+    /// N(mean, std²) restricted to [low, high]: the CDF at both bounds, on the side of the
+    /// mean where f32 keeps resolution.
+    pub fn truncated(stream: Stream, mean: f64, std: f64, low: f64, high: f64) -> Plan {
+        if std == 0.0 {
+            return Plan::Constant(mean.clamp(low, high));
+        }
+        let a = normal_cdf((low - mean) / std);
+        let b = normal_cdf((high - mean) / std);
+        // Above the mean Φ is close to 1, where f32 has no resolution: use the mirror image.
+        let mirror = a + b > 1.0;
+        let (alpha, beta) = if mirror {
+            (
+                normal_cdf(-(high - mean) / std),
+                normal_cdf(-(low - mean) / std),
+            )
+        } else {
+            (a, b)
+        };
+        Plan::Truncated {
+            stream,
+            mean,
+            std,
+            alpha,
+            beta,
+            mirror,
+            low,
+            high,
         }
     }
 
