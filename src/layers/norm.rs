@@ -1,6 +1,6 @@
 //! `layer_norm`, `rms_norm`, `batch_norm`.
 
-use super::{dflt, Act, Cx};
+use super::{dflt, product, Act, Cx};
 use crate::diag::{self, Diagnostic};
 use crate::init::Init;
 use crate::model::{Fans, Layout, Role};
@@ -37,6 +37,28 @@ fn eps(f: &mut Fields<'_>, default: f64) -> f64 {
 /// The normalized shape: as written, else the input's last dimension.
 fn norm_shape(written: &Option<Vec<u64>>, input: &Act, cx: &mut Cx<'_>) -> Option<Vec<u64>> {
     if let Some(s) = written {
+        // The framework normalizes the input's trailing dimensions: they must be these.
+        let tail = input.dims.len().checked_sub(s.len());
+        let clash = match tail {
+            Some(t) => input.dims[t..]
+                .iter()
+                .zip(s)
+                .any(|(d, w)| d.is_some_and(|d| d != *w)),
+            None => !input.open,
+        };
+        if clash && !input.poisoned {
+            let d = Diagnostic::error(
+                diag::SHAPE_MISMATCH,
+                cx.layer.type_span,
+                format!(
+                    "`normalized_shape` {s:?} is not the end of this layer's input {}",
+                    input.show()
+                ),
+            )
+            .label("normalizes dimensions its input does not have")
+            .help("make `normalized_shape` the input's last dimension(s), or leave it out");
+            cx.error(d);
+        }
         return Some(s.clone());
     }
     match input.last() {
@@ -49,7 +71,8 @@ fn norm_shape(written: &Option<Vec<u64>>, input: &Act, cx: &mut Cx<'_>) -> Optio
 }
 
 fn fans_of(shape: &[u64]) -> Fans {
-    let n = shape.iter().product();
+    // An overflowing shape is reported where the tensor is declared; here it must not panic.
+    let n = product(shape).unwrap_or(u64::MAX);
     Fans {
         fan_in: n,
         fan_out: n,
