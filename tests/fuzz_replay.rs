@@ -4,23 +4,22 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn inputs(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for sub in ["fuzz/seeds", "fuzz/regressions"] {
-        let d = Path::new(sub).join(dir);
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
+/// The files of `fuzz/<sub>/<dir>` (none when the folder does not exist), sorted.
+fn inputs(sub: &str, dir: &str) -> Vec<(String, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(Path::new("fuzz").join(sub).join(dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = entries
+        .map(|e| {
             let p = e.unwrap().path();
-            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-        }
-    }
+            (p.display().to_string(), std::fs::read(&p).unwrap())
+        })
+        .collect();
     out.sort();
     out
 }
 
-/// Each input must finish well under a second (hostile inputs included).
+/// Each input must finish within two seconds (hostile inputs included; debug build).
 fn bounded(name: &str, f: impl FnOnce()) {
     let t = Instant::now();
     f();
@@ -34,9 +33,9 @@ fn bounded(name: &str, f: impl FnOnce()) {
 #[test]
 fn spec_targets_replay() {
     for (dir, ext) in [("check_yaml", "yaml"), ("check_toml", "toml")] {
-        let all = inputs(dir);
-        assert!(!all.is_empty(), "no seeds for {dir}");
-        for (name, bytes) in all {
+        let seeds = inputs("seeds", dir);
+        assert!(!seeds.is_empty(), "no seeds for {dir}");
+        for (name, bytes) in seeds.into_iter().chain(inputs("regressions", dir)) {
             bounded(&name, || {
                 let src = match specc::SourceFile::from_bytes(&format!("fuzz.{ext}"), bytes) {
                     Ok(s) => s,
@@ -50,9 +49,9 @@ fn spec_targets_replay() {
 
 #[test]
 fn inspect_target_replays_and_mutations_do_not_panic() {
-    let all = inputs("inspect");
-    assert!(!all.is_empty());
-    for (name, bytes) in all {
+    let seeds = inputs("seeds", "inspect");
+    assert!(!seeds.is_empty());
+    for (name, bytes) in seeds {
         bounded(&name, || {
             assert!(
                 specc::inspect::inspect_bytes(&bytes).is_ok(),
@@ -67,6 +66,16 @@ fn inspect_target_replays_and_mutations_do_not_panic() {
                 b[..8].copy_from_slice(&n.to_le_bytes());
                 let _ = specc::inspect::inspect_bytes(&b);
             }
+        });
+    }
+}
+
+/// Inputs a fuzzer crashed on are mostly broken files: an error is fine, a panic is not.
+#[test]
+fn inspect_regressions_do_not_panic() {
+    for (name, bytes) in inputs("regressions", "inspect") {
+        bounded(&name, || {
+            let _ = specc::inspect::inspect_bytes(&bytes);
         });
     }
 }
