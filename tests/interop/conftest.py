@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -21,6 +22,33 @@ def specc_bin():
         if p.exists():
             return str(p)
     pytest.fail("specc binary not found: build it (cargo build) or set SPECC")
+
+
+def job_free_env():
+    """The environment without a job engine's part variables: inside a Slurm array or an
+    Indexed Job, `specc build` would otherwise build only its part."""
+    drop = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT", "JOB_COMPLETION_INDEX", "SPECC_PART_COUNT")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def with_depth(spec, tmp_path, layers, required=False):
+    """A copy of a zoo spec with its `x-layers: &layers N` anchor set to `layers` (the full
+    builds are bench/run.sh's job; llama2-7b alone is 13.5 GB); specs without one as they are,
+    unless `required`."""
+    text = spec.read_text()
+    if "x-layers: &layers" not in text:
+        assert not required, f"{spec.name} keeps its depth in an x-layers anchor"
+        return spec
+    p = tmp_path / spec.name
+    p.write_text(re.sub(r"x-layers: &layers \d+", f"x-layers: &layers {layers}", text))
+    return p
+
+
+def gpt2_tiny_config():
+    """The transformers config specs/gpt2-tiny.yaml describes."""
+    import transformers
+
+    return transformers.GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128)
 
 
 def summary(path):
@@ -45,6 +73,7 @@ def build(spec, out, *extra):
         [specc_bin(), "build", str(spec), "-o", str(out), *extra],
         capture_output=True,
         text=True,
+        env=job_free_env(),
     )
     assert res.returncode == 0, res.stderr
     return out

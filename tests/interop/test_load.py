@@ -4,38 +4,27 @@ modules with load_state_dict(strict=True) and a forward pass, Keras 3 layers by 
 import hashlib
 import json
 import os
-import re
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from safetensors.numpy import load_file as np_load  # noqa: E402
 from safetensors.torch import load_file, load_model  # noqa: E402
 from torch import nn  # noqa: E402
 
-from conftest import HERE_SPECS, SPECS, build, summary  # noqa: E402
+from conftest import HERE_SPECS, SPECS, build, gpt2_tiny_config, summary, with_depth  # noqa: E402
 from test_names_torch import Tagger, TorchLayers  # noqa: E402
 
 ALL_SPECS = sorted(p for p in SPECS.iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
 
 
-def shallow(spec, tmp_path):
-    """Big zoo specs keep their depth in an `x-layers` anchor: build them one layer deep here
-    (the full builds are bench/run.sh's job; llama2-7b alone is 13.5 GB)."""
-    text = spec.read_bytes()
-    if b"x-layers: &layers" not in text:
-        return spec
-    p = tmp_path / spec.name
-    p.write_bytes(re.sub(rb"x-layers: &layers \d+", b"x-layers: &layers 1", text))
-    return p
-
-
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: p.name)
 def test_every_spec_loads_with_safetensors_and_numpy(spec, tmp_path):
-    spec = shallow(spec, tmp_path)
+    spec = with_depth(spec, tmp_path, 1)
     out = build(spec, tmp_path / "m.safetensors")
     s = summary(spec)
     if any(t["dtype"] == "bf16" for t in s["tensors"]):
@@ -114,9 +103,8 @@ def test_lstm_tagger_defaults_are_torch_defaults(tmp_path):
 
 
 def test_gpt2_tiny_loads_into_transformers_strictly(tmp_path):
-    transformers = pytest.importorskip("transformers")
     out = build(SPECS / "gpt2-tiny.yaml", tmp_path / "g.safetensors")
-    cfg = transformers.GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128)
+    cfg = gpt2_tiny_config()
     model = transformers.GPT2LMHeadModel(cfg)
     load_model(model, str(out), strict=True)
     sd = load_file(str(out))
@@ -143,6 +131,8 @@ def test_keras_cnn_loads_by_variable_path(tmp_path):
     out = build(SPECS / "mnist-cnn.toml", tmp_path / "k.safetensors")
     arrays = np_load(str(out))
     model = mnist_cnn_model()
+    # Strict: every variable gets an array, and every array a variable.
+    assert {v.path for v in model.weights} == set(arrays)
     for v in model.weights:
         v.assign(arrays[v.path])
     for v in model.weights:
@@ -160,7 +150,9 @@ def test_keras_layers_spec_loads_by_path(tmp_path):
 
     out = build(HERE_SPECS / "keras_layers.yaml", tmp_path / "kl.safetensors")
     arrays = np_load(str(out))
-    for model in keras_every_layer_models():
+    models = keras_every_layer_models()
+    assert {v.path for m in models for v in m.weights} == set(arrays)
+    for model in models:
         for v in model.weights:
             v.assign(arrays[v.path])
     lstm_bias = arrays["lstm/lstm_cell/bias"]
@@ -172,11 +164,10 @@ def test_keras_layers_spec_loads_by_path(tmp_path):
 
 
 def test_sharded_gpt2_loads_with_transformers_from_pretrained(tmp_path):
-    transformers = pytest.importorskip("transformers")
 
     build(SPECS / "gpt2-tiny.yaml", tmp_path / "model.safetensors", "--max-shard-size", "200KB")
     assert (tmp_path / "model.safetensors.index.json").exists()
-    cfg = transformers.GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128)
+    cfg = gpt2_tiny_config()
     cfg.save_pretrained(tmp_path)
     # transformers' own sharded loader: reads the index, routes every tensor to its shard.
     model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path)

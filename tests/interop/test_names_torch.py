@@ -2,11 +2,11 @@
 
 import collections
 
-import pytest
 import torch
+import transformers
 from torch import nn
 
-from conftest import HERE_SPECS, SPECS, stored, summary
+from conftest import HERE_SPECS, SPECS, gpt2_tiny_config, stored, summary
 
 
 def torch_params(module):
@@ -99,8 +99,7 @@ def test_totals_match_torch():
 
 
 def test_gpt2_tiny_matches_transformers():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128)
+    cfg = gpt2_tiny_config()
     model = transformers.GPT2LMHeadModel(cfg)
     s = summary(SPECS / "gpt2-tiny.yaml")
     ours = [(t["name"], tuple(t["shape"])) for t in s["tensors"]]

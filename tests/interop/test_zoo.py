@@ -3,24 +3,15 @@ statistics compared with the model's published init. Big models are built with f
 layers by changing their `x-layers` anchor (the full builds belong to bench/run.sh)."""
 
 import json
-import re
 import subprocess
 
 import pytest
 import torch
+import torchvision
+import transformers
 from safetensors.torch import load_file
 
-from conftest import SPECS, build, specc_bin
-
-
-def small(spec, tmp_path, layers=2):
-    """The spec with its `x-layers: &layers N` anchor set to `layers`."""
-    text = (SPECS / spec).read_text()
-    text, n = re.subn(r"x-layers: &layers \d+", f"x-layers: &layers {layers}", text)
-    assert n == 1, "the zoo spec keeps its depth in an x-layers anchor"
-    p = tmp_path / spec
-    p.write_text(text)
-    return p
+from conftest import SPECS, build, specc_bin, with_depth
 
 
 def check_json(path, *extra):
@@ -35,7 +26,6 @@ def test_zoo_specs_are_quiet(spec):
 
 
 def test_resnet18_loads_into_torchvision(tmp_path):
-    torchvision = pytest.importorskip("torchvision")
     sd = load_file(str(build(SPECS / "resnet18.yaml", tmp_path / "r.safetensors")))
     model = torchvision.models.resnet18()
     model.load_state_dict(sd, strict=True)
@@ -51,10 +41,9 @@ def test_resnet18_loads_into_torchvision(tmp_path):
 
 
 def test_gpt2_small_loads_into_transformers(tmp_path):
-    transformers = pytest.importorskip("transformers")
     from safetensors.torch import load_model
 
-    out = build(small("gpt2-small.yaml", tmp_path), tmp_path / "g.safetensors")
+    out = build(with_depth(SPECS / "gpt2-small.yaml", tmp_path, 2, required=True), tmp_path / "g.safetensors")
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2))
     load_model(model, str(out), strict=True)
     sd = load_file(str(out))
@@ -67,8 +56,7 @@ def test_gpt2_small_loads_into_transformers(tmp_path):
 
 
 def test_bert_base_loads_into_bert_model(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    sd = load_file(str(build(small("bert-base.yaml", tmp_path), tmp_path / "b.safetensors")))
+    sd = load_file(str(build(with_depth(SPECS / "bert-base.yaml", tmp_path, 2, required=True), tmp_path / "b.safetensors")))
     model = transformers.BertModel(transformers.BertConfig(num_hidden_layers=2))
     model.load_state_dict(sd, strict=True)
     for name in ["embeddings.word_embeddings.weight", "encoder.layer.1.attention.self.query.weight", "pooler.dense.weight"]:
@@ -80,8 +68,7 @@ def test_bert_base_loads_into_bert_model(tmp_path):
 
 
 def test_llama_1b_loads_into_llama_for_causal_lm(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    sd = load_file(str(build(small("llama-1b.yaml", tmp_path), tmp_path / "l.safetensors")))
+    sd = load_file(str(build(with_depth(SPECS / "llama-1b.yaml", tmp_path, 2, required=True), tmp_path / "l.safetensors")))
     cfg = transformers.LlamaConfig(
         vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=2,
         num_attention_heads=32, num_key_value_heads=4, tie_word_embeddings=False,
