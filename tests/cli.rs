@@ -1,15 +1,12 @@
 //! The `specc` binary end to end: exit codes, JSON output decoded into typed structs,
 //! and golden renders of diagnostics (no colour, fixed width).
 
+use crate::common::{specc_cmd, test_env};
 use serde::Deserialize;
 use std::process::{Command, Output};
 
 fn specc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_specc"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    specc_cmd().args(args).output().unwrap()
 }
 
 fn code(o: &Output) -> i32 {
@@ -598,10 +595,11 @@ fn rendered_lints_golden() {
     }
 }
 
-/// Runs `specc build` under a shell that sets a resource limit first.
+/// Runs `specc build` of gpt2-tiny under a shell that runs `limit` (a ulimit, a umask) first.
 fn build_limited(limit: &str, out: &std::path::Path) -> Output {
-    Command::new("sh")
-        .arg("-c")
+    let mut sh = Command::new("sh");
+    test_env(&mut sh); // the shell passes it on to specc
+    sh.arg("-c")
         .arg(format!(
             "{limit}; exec \"$0\" build specs/gpt2-tiny.yaml -o \"$1\"",
         ))
@@ -609,6 +607,20 @@ fn build_limited(limit: &str, out: &std::path::Path) -> Output {
         .arg(out)
         .output()
         .unwrap()
+}
+
+#[test]
+fn output_files_get_the_mode_of_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.safetensors");
+    let o = build_limited("umask 027", &out);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o640,
+        "0666 less umask 027, not the temporary file's 0600"
+    );
 }
 
 #[test]
@@ -652,7 +664,7 @@ fn racing_builds_leave_one_whole_file() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("m.safetensors");
     let spawn = |seed: &str| {
-        Command::new(env!("CARGO_BIN_EXE_specc"))
+        specc_cmd()
             .args([
                 "build",
                 "specs/gpt2-tiny.yaml",
@@ -689,11 +701,22 @@ fn a_signal_mid_build_leaves_no_file_and_keeps_the_old_output() {
     for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
         let out = d.path().join("m.safetensors");
         std::fs::write(&out, b"old").unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_specc"))
+        let child = specc_cmd()
             .args(["build", spec.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Signal once the temporary file exists, so that the build is surely under way.
+        let started = std::time::Instant::now();
+        while !std::fs::read_dir(d.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+        {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "{name}: no temporary file"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(child.id() as libc::pid_t, sig) };
         let status = child.wait_with_output().unwrap().status;

@@ -1,20 +1,11 @@
 //! Sharded output in the Hugging Face layout, and builds split into parts.
 
+use crate::common::specc_cmd;
 use std::path::Path;
-use std::process::Command;
 
 fn specc(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_specc"));
+    let mut c = specc_cmd();
     c.args(args);
-    for k in [
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_COUNT",
-        "SLURM_ARRAY_TASK_MIN",
-        "JOB_COMPLETION_INDEX",
-        "SPECC_PART_COUNT",
-    ] {
-        c.env_remove(k);
-    }
     for (k, v) in env {
         c.env(k, v);
     }

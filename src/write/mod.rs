@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tempfile::NamedTempFile;
 
 /// Bytes a worker generates and writes at a time: small enough to stay in a core's L2
 /// cache, so the kernel copies them into the page cache from cache, not from memory.
@@ -220,12 +221,7 @@ pub fn write_file(
     };
     let dir = parent_dir(path);
     let head = header(tensors, metadata);
-    let tmp = tempfile::Builder::new()
-        .prefix(".specc-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(err(&dir))?;
-    let _guard = cleanup::Guard::new(tmp.path());
+    let (tmp, _guard) = create_temp(&dir).map_err(err(&dir))?;
     let file = tmp.as_file();
     let data_start = 8 + head.json.len() as u64;
     let mut prefix = (head.json.len() as u64).to_le_bytes().to_vec();
@@ -317,17 +313,7 @@ pub fn write_file(
     if let Some(e) = failure {
         return Err(err(path)(e));
     }
-    if durability == Durability::Synced {
-        file.sync_all().map_err(err(path))?;
-    }
-    set_default_mode(file).map_err(err(path))?;
-    tmp.persist(path).map_err(|e| WriteError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    if durability == Durability::Synced {
-        sync_dir(&dir).map_err(err(&dir))?;
-    }
+    commit(tmp, path, durability).map_err(err(path))?;
     Ok(Written {
         tensors: tensors.len(),
         params: tensors.iter().map(|t| t.numel()).sum(),
@@ -335,9 +321,43 @@ pub fn write_file(
     })
 }
 
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+/// Creates a temporary file in `dir`, registered for removal on SIGINT/SIGTERM/SIGHUP
+/// (for as long as the guard lives) before it exists, so no signal can leave it behind.
+fn create_temp(dir: &Path) -> std::io::Result<(NamedTempFile, cleanup::Guard)> {
+    let mut guard = None;
+    let tmp = tempfile::Builder::new()
+        .prefix(".specc-")
+        .suffix(".tmp")
+        .make_in(dir, |p| {
+            let g = cleanup::Guard::new(p);
+            // create_new with std's mode, 0666 less the umask: the mode a new output gets
+            // (tempfile's own files are 0600).
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(p)?;
+            guard = Some(g);
+            Ok(file)
+        })?;
+    Ok((
+        tmp,
+        guard.expect("make_in opened a file through the closure"),
+    ))
+}
+
+/// Renames the finished temporary file to `path`; with [`Durability::Synced`], flushes the
+/// file before and the directory after.
+fn commit(tmp: NamedTempFile, path: &Path, durability: Durability) -> std::io::Result<()> {
+    let synced = durability == Durability::Synced;
+    if synced {
+        tmp.as_file().sync_all()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    if synced {
+        std::fs::File::open(parent_dir(path))?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes small text (the shard index) atomically: temporary file, then rename.
@@ -346,21 +366,9 @@ pub fn write_text(path: &Path, text: &str, durability: Durability) -> Result<(),
         path: path.to_path_buf(),
         source,
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".specc-")
-        .suffix(".tmp")
-        .tempfile_in(parent_dir(path))
-        .map_err(err)?;
+    let (mut tmp, _guard) = create_temp(&parent_dir(path)).map_err(err)?;
     tmp.write_all(text.as_bytes()).map_err(err)?;
-    if durability == Durability::Synced {
-        tmp.as_file().sync_all().map_err(err)?;
-    }
-    set_default_mode(tmp.as_file()).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    if durability == Durability::Synced {
-        sync_dir(&parent_dir(path)).map_err(err)?;
-    }
-    Ok(())
+    commit(tmp, path, durability).map_err(err)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -474,17 +482,4 @@ pub fn plan<'a>(model: &'a Model, path: &Path, max_shard_bytes: Option<u64>) -> 
         shards,
         index: Some((dir.join(format!("{file_name}.index.json")), text)),
     }
-}
-
-/// Gives the file the mode a new file gets from the user's umask (tempfiles are 0600).
-fn set_default_mode(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    // umask can only be read by setting it; set it straight back.
-    // SAFETY: umask has no memory-safety preconditions.
-    let mask = unsafe {
-        let m = libc::umask(0o022);
-        libc::umask(m);
-        m
-    };
-    file.set_permissions(std::fs::Permissions::from_mode(0o666 & !(mask as u32)))
 }
