@@ -6,7 +6,6 @@
 use crate::init::sample::Plan;
 use crate::model::{DType, Layout, Model, TensorDecl};
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Elements one thread generates at a time.
 const GRAIN: usize = 1 << 15;
@@ -45,50 +44,47 @@ impl<'a> Generator<'a> {
     /// [`Generator::fill`] on the calling thread alone.
     pub fn fill_here(&self, first: u64, chunk: &mut [u8]) {
         let dtype = self.decl.dtype;
-        if dtype == DType::F32 && cfg!(target_endian = "little") {
-            // SAFETY: every bit pattern is a valid f32, and f32s are the little-endian bytes.
-            let (head, mid, tail) = unsafe { chunk.align_to_mut::<f32>() };
-            if head.is_empty() && tail.is_empty() {
-                // Straight into the output: no scratch buffer, no copy.
-                return self.plan.fill_f32(first, mid);
-            }
-        }
-        // A per-thread scratch buffer, reused: a fresh one per piece would cost page faults.
-        thread_local! {
-            static SCRATCH: RefCell<(Vec<f32>, Vec<f64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-        }
-        SCRATCH.with_borrow_mut(|(f32s, f64s)| {
-            let n = chunk.len() / dtype.size() as usize;
+        let size = dtype.size() as usize;
+        // In memory, f32s and f64s are their little-endian bytes: generate straight into the
+        // output, no scratch buffer and no copy.
+        if cfg!(target_endian = "little") {
+            // SAFETY (both): every bit pattern is a valid f32 / f64.
             match dtype {
-                DType::F64 | DType::I64 => {
-                    f64s.resize(n, 0.0);
-                    self.plan.fill_f64(first, f64s);
-                    for (c, x) in chunk.chunks_exact_mut(8).zip(f64s.iter()) {
-                        if dtype == DType::F64 {
-                            c.copy_from_slice(&x.to_le_bytes());
-                        } else {
-                            c.copy_from_slice(&(*x as i64).to_le_bytes());
-                        }
+                DType::F32 => {
+                    if let ([], v, []) = unsafe { chunk.align_to_mut::<f32>() } {
+                        return self.plan.fill_f32(first, v);
                     }
                 }
-                DType::F32 | DType::F16 | DType::BF16 => {
-                    f32s.resize(n, 0.0);
-                    self.plan.fill_f32(first, f32s);
-                    let out = chunk
-                        .chunks_exact_mut(dtype.size() as usize)
-                        .zip(f32s.iter());
-                    match dtype {
-                        DType::F32 => out.for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),
-                        DType::F16 => out.for_each(|(c, x)| {
-                            c.copy_from_slice(&half::f16::from_f32(*x).to_le_bytes())
-                        }),
-                        _ => out.for_each(|(c, x)| {
-                            c.copy_from_slice(&half::bf16::from_f32(*x).to_le_bytes())
-                        }),
+                DType::F64 => {
+                    if let ([], v, []) = unsafe { chunk.align_to_mut::<f64>() } {
+                        return self.plan.fill_f64(first, v);
                     }
                 }
+                _ => {}
             }
-        });
+        }
+        // Otherwise block by block through a buffer on the stack (it stays in L1).
+        const BLOCK: usize = 2048;
+        let mut at = first;
+        for c in chunk.chunks_mut(BLOCK * size) {
+            let n = c.len() / size;
+            if matches!(dtype, DType::F64 | DType::I64) {
+                let mut v = [0f64; BLOCK];
+                let v = &mut v[..n];
+                self.plan.fill_f64(at, v);
+                let out = c.chunks_exact_mut(8).zip(v.iter());
+                match dtype {
+                    DType::F64 => out.for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),
+                    _ => out.for_each(|(c, x)| c.copy_from_slice(&(*x as i64).to_le_bytes())),
+                }
+            } else {
+                let mut v = [0f32; BLOCK];
+                let v = &mut v[..n];
+                self.plan.fill_f32(at, v);
+                store_f32s(dtype, v, c);
+            }
+            at += n as u64;
+        }
     }
 
     /// All values as f64 (for tests and in-process use).
@@ -100,26 +96,47 @@ impl<'a> Generator<'a> {
                 self.plan.fill_f64(0, &mut v);
                 v
             }
-            DType::F32 => {
+            dtype => {
+                let round: fn(f32) -> f64 = match dtype {
+                    DType::F16 => |x| half::f16::from_f32(x).to_f64(),
+                    DType::BF16 => |x| half::bf16::from_f32(x).to_f64(),
+                    _ => f64::from,
+                };
                 let mut v = vec![0f32; n];
                 self.plan.fill_f32(0, &mut v);
-                v.into_iter().map(f64::from).collect()
-            }
-            DType::F16 => {
-                let mut v = vec![0f32; n];
-                self.plan.fill_f32(0, &mut v);
-                v.into_iter()
-                    .map(|x| half::f16::from_f32(x).to_f64())
-                    .collect()
-            }
-            DType::BF16 => {
-                let mut v = vec![0f32; n];
-                self.plan.fill_f32(0, &mut v);
-                v.into_iter()
-                    .map(|x| half::bf16::from_f32(x).to_f64())
-                    .collect()
+                v.into_iter().map(round).collect()
             }
         }
+    }
+}
+
+/// The little-endian bytes of f32 values `v` as `dtype` (f32, f16 or bf16; half precision
+/// rounded to nearest-even) into `out`.
+fn store_f32s(dtype: DType, v: &[f32], out: &mut [u8]) {
+    use half::slice::HalfFloatSliceExt;
+    use half::{bf16, f16};
+    if cfg!(target_endian = "little") {
+        // Whole slices convert with the CPU's conversion instructions where it has them.
+        // SAFETY (both): every bit pattern is a valid f16 / bf16.
+        match dtype {
+            DType::F16 => {
+                if let ([], h, []) = unsafe { out.align_to_mut::<f16>() } {
+                    return h.convert_from_f32_slice(v);
+                }
+            }
+            DType::BF16 => {
+                if let ([], h, []) = unsafe { out.align_to_mut::<bf16>() } {
+                    return h.convert_from_f32_slice(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let out = out.chunks_exact_mut(dtype.size() as usize).zip(v);
+    match dtype {
+        DType::F16 => out.for_each(|(c, x)| c.copy_from_slice(&f16::from_f32(*x).to_le_bytes())),
+        DType::BF16 => out.for_each(|(c, x)| c.copy_from_slice(&bf16::from_f32(*x).to_le_bytes())),
+        _ => out.for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),
     }
 }
 

@@ -68,17 +68,27 @@ fn thread_count_does_not_change_the_bytes() {
         let other = std::fs::read(d.path().join(format!("{name}.safetensors"))).unwrap();
         assert!(one == other, "{name} differs from one thread");
     }
-    // And the file holds what the in-process generator gives for each tensor.
+    // And the file holds what the in-process generator gives for each tensor, in f64 too
+    // (written straight from the sampler, as f32 is).
     let text = std::fs::read_to_string(&spec).unwrap();
-    let m = crate::common::model("m.yaml", &text);
-    let stored = tensors(&d.path().join("1.safetensors"));
-    for t in &m.tensors {
-        assert_eq!(
-            stored[&t.name].2,
-            specc::build::tensor_bytes(t, m.layout),
-            "{}",
-            t.name
-        );
+    build(
+        &spec,
+        &d.path().join("f64.safetensors"),
+        &["--dtype", "f64"],
+    );
+    for (file, dtype) in [("1", None), ("f64", Some(specc::DType::F64))] {
+        let options = specc::Options {
+            dtype,
+            ..Default::default()
+        };
+        let m = specc::check_with(&specc::SourceFile::new("m.yaml", text.clone()), options)
+            .model
+            .unwrap();
+        let stored = tensors(&d.path().join(format!("{file}.safetensors")));
+        for t in &m.tensors {
+            let want = specc::build::tensor_bytes(t, m.layout);
+            assert_eq!(stored[&t.name].2, want, "{file}: {}", t.name);
+        }
     }
 }
 

@@ -21,9 +21,6 @@ use tempfile::NamedTempFile;
 /// cache, so the kernel copies them into the page cache from cache, not from memory.
 const PIECE_BYTES: usize = 1 << 20;
 
-/// Pieces in flight: enough that generators rarely wait for the writer.
-const BUFFERS: usize = 8;
-
 /// One tensor's entry in the header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry<'a> {
@@ -253,14 +250,20 @@ pub fn write_file(
     }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, u64)>(BUFFERS);
+    let workers = rayon::current_num_threads().max(1);
+    // Two pieces per generator: one being filled, one queued or being written.
+    let buffers = 2 * workers;
+    // A full buffer: its first `len` bytes go to `offset`. Buffers stay PIECE_BYTES long, so
+    // nothing is zeroed again when a short last piece is followed by a full one.
+    type Full = (Vec<u8>, usize, u64);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Full>(buffers);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    for _ in 0..BUFFERS {
+    for _ in 0..buffers {
         let _ = empty_tx.send(vec![0u8; PIECE_BYTES]);
     }
     let empty_rx = Mutex::new(empty_rx);
     // A generator: takes the next piece in file order, fills a free buffer, hands it on.
-    let work = |full_tx: std::sync::mpsc::SyncSender<(Vec<u8>, u64)>| {
+    let work = |full_tx: std::sync::mpsc::SyncSender<Full>| {
         while !stop.load(Ordering::Relaxed) {
             let Some(p) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
@@ -276,18 +279,17 @@ pub fn write_file(
             let Ok(mut buf) = recv else {
                 break; // the writer stopped
             };
-            buf.resize(p.count * e.decl.dtype.size() as usize, 0);
-            generator.fill_here(p.start, &mut buf);
+            let len = p.count * e.decl.dtype.size() as usize;
+            generator.fill_here(p.start, &mut buf[..len]);
             drop(generator);
             if slot.left.fetch_sub(1, Ordering::AcqRel) == 1 {
                 *slot.generator.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
-            if full_tx.send((buf, p.offset)).is_err() {
+            if full_tx.send((buf, len, p.offset)).is_err() {
                 break;
             }
         }
     };
-    let workers = rayon::current_num_threads().max(1);
     let mut failure = None;
     let mut written = data_start;
     std::thread::scope(|scope| {
@@ -297,13 +299,13 @@ pub fn write_file(
         }
         drop(full_tx);
         // This thread writes (one writer: concurrent writes to one file contend in the kernel).
-        for (buf, offset) in full_rx {
-            if let Err(e) = file.write_all_at(&buf, offset) {
+        for (buf, len, offset) in full_rx {
+            if let Err(e) = file.write_all_at(&buf[..len], offset) {
                 failure = Some(e);
                 stop.store(true, Ordering::Relaxed);
                 break;
             }
-            written += buf.len() as u64;
+            written += len as u64;
             progress(written);
             let _ = empty_tx.send(buf);
         }
