@@ -62,26 +62,13 @@ pub enum Plan {
         /// Upper bound.
         high: f64,
     },
-    /// `gain` on the main diagonal of a `[rows, cols]` matrix.
-    Identity {
-        /// Diagonal value.
-        gain: f64,
-        /// Columns.
-        cols: u64,
-    },
-    /// torch `dirac_` on a conv kernel, in the layout's storage order.
-    Dirac {
-        /// Storage shape.
-        shape: Vec<u64>,
-        /// Storage order.
-        layout: Layout,
-        /// Groups.
-        groups: u64,
-    },
-    /// Keras' LSTM bias: 1 on `[units, 2·units)`, else 0.
-    ForgetBias {
-        /// Units.
-        units: u64,
+    /// `value` at the (sorted) element indices `at`, zero elsewhere: identity/eye (the
+    /// diagonal), dirac (a kernel's centre taps), Keras' LSTM forget-gate bias.
+    Points {
+        /// The value of the listed elements.
+        value: f64,
+        /// Their row-major indices, increasing.
+        at: Vec<u64>,
     },
     /// A tensor computed whole (orthogonal, sparse), in row-major order.
     Whole(Vec<f64>),
@@ -122,16 +109,21 @@ impl Plan {
                     high,
                 },
             ) => Plan::truncated(values(), mean, std, low, high),
-            (Init::Identity { gain }, _) => Plan::Identity {
-                gain: *gain,
-                cols: t.shape[1],
+            (Init::Identity { gain }, _) => {
+                let (rows, cols) = (t.shape[0], t.shape[1]);
+                Plan::Points {
+                    value: *gain,
+                    at: (0..rows.min(cols)).map(|i| i * cols + i).collect(),
+                }
+            }
+            (Init::Dirac { groups }, _) => Plan::Points {
+                value: 1.0,
+                at: dirac_points(&t.shape, layout, *groups),
             },
-            (Init::Dirac { groups }, _) => Plan::Dirac {
-                shape: t.shape.clone(),
-                layout,
-                groups: *groups,
+            (Init::UnitForgetBias { units }, _) => Plan::Points {
+                value: 1.0,
+                at: (*units..2 * units).collect(),
             },
-            (Init::UnitForgetBias { units }, _) => Plan::ForgetBias { units: *units },
             (Init::Orthogonal { gain, flatten }, _) => {
                 orthogonal(values(), &t.shape, *flatten, *gain)
             }
@@ -275,11 +267,7 @@ impl Plan {
                     |z| (mean + std * (sign * z)).max(low).min(high),
                 );
             }
-            _ => {
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = self.structured(start + i as u64) as f32;
-                }
-            }
+            _ => self.fill_structured(start, out, |x| x as f32),
         }
     }
 
@@ -313,32 +301,33 @@ impl Plan {
                     (mean + std * (sign * inv_norm_cdf_f64(p))).clamp(*low, *high)
                 });
             }
-            _ => {
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = self.structured(start + i as u64);
-                }
-            }
+            _ => self.fill_structured(start, out, |x| x),
         }
     }
 
-    fn structured(&self, j: u64) -> f64 {
+    /// The non-random plans, each value cast by `cast`.
+    fn fill_structured<T: Copy>(&self, start: u64, out: &mut [T], cast: impl Fn(f64) -> T) {
+        let at = |i: usize| (start + i as u64) as usize;
         match self {
-            Plan::Identity { gain, cols } => {
-                if j / cols == j % cols {
-                    *gain
-                } else {
-                    0.0
+            Plan::Points { value, at: points } => {
+                out.fill(cast(0.0));
+                let end = start + out.len() as u64;
+                let from = points.partition_point(|&j| j < start);
+                for &j in points[from..].iter().take_while(|&&j| j < end) {
+                    out[(j - start) as usize] = cast(*value);
                 }
             }
-            Plan::Dirac {
-                shape,
-                layout,
-                groups,
-            } => dirac_at(shape, *layout, *groups, j),
-            Plan::ForgetBias { units } => f64::from(u8::from((*units..2 * units).contains(&j))),
-            Plan::Whole(v) => v[j as usize],
+            Plan::Whole(v) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = cast(v[at(i)]);
+                }
+            }
             Plan::WholeTransposed { values, rows, cols } => {
-                values[((j % cols) * rows + j / cols) as usize]
+                let (rows, cols) = (*rows as usize, *cols as usize);
+                for (i, o) in out.iter_mut().enumerate() {
+                    let j = at(i);
+                    *o = cast(values[(j % cols) * rows + j / cols]);
+                }
             }
             _ => unreachable!("random plans fill directly"),
         }
@@ -533,31 +522,29 @@ fn with_pairs(stream: &Stream, start: u64, out: &mut [f64], f: impl Fn(u32, u32)
     }
 }
 
-/// torch `dirac_`: w[g·opg + d, d, centre…] = 1 for d < min(opg, in/groups); Keras order mirrored.
-fn dirac_at(shape: &[u64], layout: Layout, groups: u64, j: u64) -> f64 {
-    // Decompose the row-major index into coordinates.
-    let mut idx = vec![0u64; shape.len()];
-    let mut rest = j;
-    for (k, &d) in shape.iter().enumerate().rev() {
-        idx[k] = rest % d;
-        rest /= d;
-    }
+/// torch `dirac_`'s ones, as increasing row-major indices of the stored kernel: for every
+/// output channel o with d = o mod (out/groups) < in/groups, the centre tap of input
+/// channel d (w[o, d, k₁//2, …]; Keras order mirrored: w[…, d, o]).
+fn dirac_points(shape: &[u64], layout: Layout, groups: u64) -> Vec<u64> {
     let n = shape.len();
-    let (out_i, in_i, out_n, in_n, spatial, spatial_idx) = match layout {
-        Layout::Pytorch => (idx[0], idx[1], shape[0], shape[1], &shape[2..], &idx[2..]),
-        Layout::Keras => (
-            idx[n - 1],
-            idx[n - 2],
-            shape[n - 1],
-            shape[n - 2],
-            &shape[..n - 2],
-            &idx[..n - 2],
-        ),
+    let (out_axis, in_axis, spatial) = match layout {
+        Layout::Pytorch => (0, 1, 2..n),
+        Layout::Keras => (n - 1, n - 2, 0..n - 2),
     };
+    let (out_n, in_n) = (shape[out_axis], shape[in_axis]);
     let opg = out_n / groups;
-    let d = out_i % opg;
-    let centred = spatial.iter().zip(spatial_idx).all(|(&k, &i)| i == k / 2);
-    f64::from(u8::from(centred && d < in_n && in_i == d))
+    // Row-major strides.
+    let mut stride = vec![1u64; n];
+    for k in (0..n.saturating_sub(1)).rev() {
+        stride[k] = stride[k + 1] * shape[k + 1];
+    }
+    let centre: u64 = spatial.map(|k| shape[k] / 2 * stride[k]).sum();
+    let mut at: Vec<u64> = (0..out_n)
+        .filter(|o| o % opg < in_n)
+        .map(|o| o * stride[out_axis] + (o % opg) * stride[in_axis] + centre)
+        .collect();
+    at.sort_unstable();
+    at
 }
 
 /// Haar-random (semi-)orthogonal matrix, flattened as the framework does, times `gain`.
@@ -712,7 +699,6 @@ fn reflect(a: &mut [f64], n: usize, k: usize, from: usize, v: &[f64], w: &mut [f
 /// ⌈sparsity·rows⌉ rows with the smallest `sparse-mask` words (ties by row) set to zero.
 fn sparse(t: &TensorDecl, sparsity: f64, std: f64) -> Vec<f64> {
     let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
-    let mut v = vec![0.0f64; rows * cols];
     let plan = Plan::Normal {
         stream: Stream::new(t.seed, &t.name, "values"),
         mean: 0.0,
@@ -720,15 +706,16 @@ fn sparse(t: &TensorDecl, sparsity: f64, std: f64) -> Vec<f64> {
     };
     let mut tmp = vec![0.0f32; rows * cols];
     plan.fill_f32(0, &mut tmp);
-    for (o, x) in v.iter_mut().zip(&tmp) {
-        *o = *x as f64;
-    }
+    let mut v: Vec<f64> = tmp.into_iter().map(f64::from).collect();
     let zeros = (sparsity * rows as f64).ceil() as usize;
     let mask = Stream::new(t.seed, &t.name, "sparse-mask");
+    let mut words = vec![0u32; rows];
     let mut order: Vec<(u32, usize)> = Vec::with_capacity(rows);
     for c in 0..cols {
+        // Column c's mask words are c·rows .. (c+1)·rows of the stream.
+        mask.words((c * rows) as u64, &mut words);
         order.clear();
-        order.extend((0..rows).map(|r| (mask.word((c * rows + r) as u64), r)));
+        order.extend(words.iter().copied().zip(0..rows));
         order.sort_unstable();
         for &(_, r) in order.iter().take(zeros) {
             v[r * cols + c] = 0.0;
