@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo bench --bench samplers` (a plain binary: prints one line per sampler).
 //! Each figure is the best of several passes over one reused, already-touched buffer of
-//! 1 Mi values (4 MiB, as the writer's per-thread pieces are), so page faults and
+//! 1 Mi values (4 MiB, a few of the writer's 1 MiB pieces), so page faults and
 //! allocation are not timed.
 
 use specc::init::rng::Stream;

@@ -689,8 +689,9 @@ const PIN_ORTHOGONAL_2X2: [f64; 4] = [
 ];
 const PIN_SPARSE_2X2: [f64; 4] = [0.0, 0.16047851741313934, -0.4102492034435272, 0.0];
 
-/// The f32 samplers compiled for every instruction set this CPU has give the same bits as
-/// the portable build, on long runs (the normal's tails included) and on ragged starts.
+/// The f32 samplers, words and conversion both, compiled for every instruction set this CPU
+/// has give the same bits as the portable build, on long runs (the normal's tails included)
+/// and on ragged starts.
 #[test]
 fn every_kernel_gives_the_same_bits() {
     use specc::init::rng::Stream;

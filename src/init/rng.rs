@@ -36,6 +36,60 @@ pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
+/// An instruction set the generator and the f32 samplers are compiled for; every one gives
+/// the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// The target's baseline (SSE2 on x86-64).
+    Portable,
+    /// 256-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// 512-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    /// Every kernel, narrowest first.
+    pub const ALL: &[Kernel] = &[
+        Kernel::Portable,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512,
+    ];
+
+    /// Whether this CPU has the instructions.
+    pub fn runs_here(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+        }
+    }
+
+    /// Every kernel this CPU runs, narrowest first.
+    pub fn available() -> Vec<Kernel> {
+        Kernel::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.runs_here())
+            .collect()
+    }
+
+    /// The widest kernel this CPU runs.
+    pub fn best() -> Kernel {
+        *Kernel::ALL
+            .iter()
+            .rev()
+            .find(|k| k.runs_here())
+            .unwrap_or(&Kernel::Portable)
+    }
+}
+
 /// The random words of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stream {
@@ -78,17 +132,24 @@ impl Stream {
     /// Fills `out` with words `start .. start + out.len()`.
     #[inline]
     pub fn words(&self, start: u64, out: &mut [u32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { self.words_avx512(start, out) };
+        self.words_with(Kernel::best(), start, out)
+    }
+
+    /// [`Stream::words`] computed with `kernel`.
+    ///
+    /// # Panics
+    /// If this CPU cannot run `kernel`.
+    #[inline]
+    pub fn words_with(&self, kernel: Kernel, start: u64, out: &mut [u32]) {
+        assert!(kernel.runs_here(), "this CPU cannot run {kernel:?}");
+        match kernel {
+            Kernel::Portable => self.words_portable(start, out),
+            // SAFETY (both): the CPU has the features, checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { self.words_avx2(start, out) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { self.words_avx512(start, out) },
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { self.words_avx2(start, out) };
-        }
-        self.words_portable(start, out)
     }
 
     /// [`Stream::words`] with AVX2: eight blocks per step, multiplies as `vpmuludq`.
@@ -96,14 +157,10 @@ impl Stream {
     #[target_feature(enable = "avx2")]
     unsafe fn words_avx2(&self, start: u64, out: &mut [u32]) {
         use std::arch::x86_64::*;
-        let mut i = 0usize;
-        let mut pos = start;
-        // Head: up to the next multiple of 32 words (8 blocks), one block at a time.
-        while i < out.len() && !pos.is_multiple_of(32) {
-            out[i] = self.word(pos);
-            i += 1;
-            pos += 1;
-        }
+        // Head: up to the next multiple of 32 words (8 blocks).
+        let mut i = ((pos_to(start, 32)) as usize).min(out.len());
+        self.words_portable(start, &mut out[..i]);
+        let mut pos = start + i as u64;
         const G: usize = 4;
         while out.len() - i >= 32 * G {
             let groups = self.blocks_avx2::<G>(pos / 4);
@@ -195,14 +252,10 @@ impl Stream {
     unsafe fn words_avx512(&self, start: u64, out: &mut [u32]) {
         use std::arch::x86_64::*;
         const G: usize = 4;
-        let mut i = 0usize;
-        let mut pos = start;
-        // Head: up to the next multiple of 64 words (16 blocks), one word at a time.
-        while i < out.len() && !pos.is_multiple_of(64) {
-            out[i] = self.word(pos);
-            i += 1;
-            pos += 1;
-        }
+        // Head: up to the next multiple of 64 words (16 blocks).
+        let mut i = ((pos_to(start, 64)) as usize).min(out.len());
+        self.words_portable(start, &mut out[..i]);
+        let mut pos = start + i as u64;
         let m0 = _mm512_set1_epi32(M0 as i32);
         let m1 = _mm512_set1_epi32(M1 as i32);
         let c2 = _mm512_set1_epi32(self.hi[0] as i32);
@@ -354,6 +407,11 @@ impl Stream {
     }
 }
 
+/// Words from `pos` to the next multiple of `m`.
+fn pos_to(pos: u64, m: u64) -> u64 {
+    pos.next_multiple_of(m) - pos
+}
+
 /// Philox blocks computed together by [`Stream::blocks`].
 pub const LANES: usize = 16;
 
@@ -409,19 +467,10 @@ mod tests {
             let mut p = vec![0u32; 3000];
             s.words_portable(start, &mut p);
             assert_eq!(a, p, "start {start}");
-            #[cfg(target_arch = "x86_64")]
-            {
+            for k in Kernel::available() {
                 let mut v = vec![0u32; 3000];
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2.
-                    unsafe { s.words_avx2(start, &mut v) };
-                    assert_eq!(v, p, "avx2, start {start}");
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F.
-                    unsafe { s.words_avx512(start, &mut v) };
-                    assert_eq!(v, p, "avx512, start {start}");
-                }
+                s.words_with(k, start, &mut v);
+                assert_eq!(v, p, "{k:?}, start {start}");
             }
             for (i, w) in a.iter().enumerate() {
                 assert_eq!(*w, s.word(start + i as u64), "start {start} + {i}");

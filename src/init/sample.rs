@@ -13,6 +13,7 @@
 //!
 //! f16 and bf16 values are the f32 values rounded to nearest-even.
 
+pub use super::rng::Kernel;
 use super::rng::Stream;
 use super::special::{
     inv_norm_cdf_central_f32, inv_norm_cdf_f32, inv_norm_cdf_f64, inv_norm_cdf_tail_f32,
@@ -189,34 +190,35 @@ impl Plan {
     #[target_feature(enable = "avx512f")]
     unsafe fn fill_f32_avx512(&self, start: u64, out: &mut [f32]) {
         // SAFETY: this function runs only on CPUs with AVX-512F.
-        unsafe { self.fill_f32_impl::<true>(start, out) }
+        unsafe { self.fill_f32_impl::<true>(Kernel::Avx512, start, out) }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn fill_f32_avx2(&self, start: u64, out: &mut [f32]) {
-        self.fill_f32_portable(start, out)
+        // SAFETY: without SPLIT nothing beyond the kernel's instructions is needed.
+        unsafe { self.fill_f32_impl::<false>(Kernel::Avx2, start, out) }
     }
 
     /// [`Plan::fill_f32`] for any CPU.
-    #[inline(always)]
-    pub fn fill_f32_portable(&self, start: u64, out: &mut [f32]) {
+    fn fill_f32_portable(&self, start: u64, out: &mut [f32]) {
         // SAFETY: without SPLIT no instruction beyond the target's baseline is needed.
-        unsafe { self.fill_f32_impl::<false>(start, out) }
+        unsafe { self.fill_f32_impl::<false>(Kernel::Portable, start, out) }
     }
 
-    /// The f32 samplers; with `SPLIT`, the normal family takes the two-pass route of
-    /// [`split_normal`].
+    /// The f32 samplers, with `kernel`'s random words; with `SPLIT`, the normal family takes
+    /// the two-pass route of [`split_normal`].
     ///
     /// # Safety
-    /// With `SPLIT`, the CPU must have AVX-512F.
+    /// The CPU must run `kernel`; with `SPLIT`, it must have AVX-512F.
     #[inline(always)]
     #[allow(clippy::manual_clamp)] // max/min: the same values as clamp, without its panic branch
-    unsafe fn fill_f32_impl<const SPLIT: bool>(&self, start: u64, out: &mut [f32]) {
+    unsafe fn fill_f32_impl<const SPLIT: bool>(&self, kernel: Kernel, start: u64, out: &mut [f32]) {
         // Φ⁻¹(p) from its word's p, mapped to the value by `finish`.
         #[inline(always)]
         fn normal_family(
             stream: &Stream,
+            kernel: Kernel,
             start: u64,
             out: &mut [f32],
             split: bool,
@@ -226,20 +228,22 @@ impl Plan {
             #[cfg(target_arch = "x86_64")]
             if split {
                 // SAFETY: the caller of fill_f32_impl::<true> guarantees AVX-512F.
-                return unsafe { split_normal(stream, start, out, to_p, finish) };
+                return unsafe { split_normal(stream, kernel, start, out, to_p, finish) };
             }
             let _ = split;
-            with_words(stream, start, out, |w| finish(inv_norm_cdf_f32(to_p(w))));
+            with_words(stream, kernel, start, out, |w| {
+                finish(inv_norm_cdf_f32(to_p(w)))
+            });
         }
         match self {
             Plan::Constant(v) => out.fill(*v as f32),
             Plan::Uniform { stream, low, high } => {
                 let (low, span) = (*low as f32, (*high - *low) as f32);
-                with_words(stream, start, out, |w| low + span * u24(w));
+                with_words(stream, kernel, start, out, |w| low + span * u24(w));
             }
             Plan::Normal { stream, mean, std } => {
                 let (mean, std) = (*mean as f32, *std as f32);
-                normal_family(stream, start, out, SPLIT, p23, |z| mean + std * z);
+                normal_family(stream, kernel, start, out, SPLIT, p23, |z| mean + std * z);
             }
             Plan::Truncated {
                 stream,
@@ -256,6 +260,7 @@ impl Plan {
                 let (mean, std, low, high) = (*mean as f32, *std as f32, *low as f32, *high as f32);
                 normal_family(
                     stream,
+                    kernel,
                     start,
                     out,
                     SPLIT,
@@ -334,59 +339,6 @@ impl Plan {
     }
 }
 
-/// An instruction set the f32 samplers are compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    /// The target's baseline (SSE2 on x86-64).
-    Portable,
-    /// 256-bit vectors.
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// 512-bit vectors.
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Kernel {
-    /// Every kernel, narrowest first.
-    pub const ALL: &[Kernel] = &[
-        Kernel::Portable,
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2,
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512,
-    ];
-
-    /// Whether this CPU has the instructions.
-    pub fn runs_here(self) -> bool {
-        match self {
-            Kernel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-        }
-    }
-
-    /// Every kernel this CPU runs, narrowest first.
-    pub fn available() -> Vec<Kernel> {
-        Kernel::ALL
-            .iter()
-            .copied()
-            .filter(|k| k.runs_here())
-            .collect()
-    }
-
-    /// The widest kernel this CPU runs.
-    pub fn best() -> Kernel {
-        *Kernel::ALL
-            .iter()
-            .rev()
-            .find(|k| k.runs_here())
-            .unwrap_or(&Kernel::Portable)
-    }
-}
-
 /// u ∈ [0, 1) from the top 24 bits of a word.
 #[inline(always)]
 fn u24(w: u32) -> f32 {
@@ -411,12 +363,18 @@ fn p52(w0: u32, w1: u32) -> f64 {
 
 /// Maps word `start + i` to `out[i]`.
 #[inline(always)]
-fn with_words(stream: &Stream, start: u64, out: &mut [f32], f: impl Fn(u32) -> f32) {
+fn with_words(
+    stream: &Stream,
+    kernel: Kernel,
+    start: u64,
+    out: &mut [f32],
+    f: impl Fn(u32) -> f32,
+) {
     let mut buf = [0u32; 512];
     let mut pos = start;
     for chunk in out.chunks_mut(512) {
         let words = &mut buf[..chunk.len()];
-        stream.words(pos, words);
+        stream.words_with(kernel, pos, words);
         for (o, &w) in chunk.iter_mut().zip(words.iter()) {
             *o = f(w);
         }
@@ -435,6 +393,7 @@ fn with_words(stream: &Stream, start: u64, out: &mut [f32], f: impl Fn(u32) -> f
 #[inline(always)]
 unsafe fn split_normal(
     stream: &Stream,
+    kernel: Kernel,
     start: u64,
     out: &mut [f32],
     to_p: impl Fn(u32) -> f32,
@@ -449,7 +408,7 @@ unsafe fn split_normal(
     let mut pos = start;
     for chunk in out.chunks_mut(C) {
         let n = chunk.len();
-        stream.words(pos, &mut words[..n]);
+        stream.words_with(kernel, pos, &mut words[..n]);
         for ((o, p), &w) in chunk.iter_mut().zip(&mut ps[..n]).zip(&words[..n]) {
             *p = to_p(w);
             *o = finish(inv_norm_cdf_central_f32(*p - 0.5));
