@@ -366,6 +366,11 @@ pub fn to_json(source: &SourceFile, diags: &[Diagnostic]) -> Vec<JsonDiagnostic>
         .collect()
 }
 
+/// Whether any of `diags` is an error.
+pub fn has_errors(diags: &[Diagnostic]) -> bool {
+    diags.iter().any(|d| d.severity == Severity::Error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

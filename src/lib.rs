@@ -42,9 +42,7 @@ pub struct Checked {
 impl Checked {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        diag::has_errors(&self.diagnostics)
     }
 }
 
@@ -81,7 +79,7 @@ pub fn check_with(source: &SourceFile, options: Options) -> Checked {
     };
     // Lints judge a model that resolved cleanly; on a broken one they would only add noise.
     if let Some(m) = &model {
-        if !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        if !diag::has_errors(&diagnostics) {
             let levels = lint::Levels::new(&m.lint_levels, &options.lints);
             diagnostics.extend(lint::run(m, &levels));
         }
@@ -90,7 +88,7 @@ pub fn check_with(source: &SourceFile, options: Options) -> Checked {
     // The same problem found twice (both spatial dimensions of one window, say) is said once.
     diagnostics
         .dedup_by(|a, b| a.code == b.code && a.primary == b.primary && a.message == b.message);
-    let failed = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    let failed = diag::has_errors(&diagnostics);
     Checked {
         model: if failed { None } else { model },
         diagnostics,

@@ -264,7 +264,7 @@ fn terminal_width() -> Option<usize> {
 }
 
 fn exit_for(diags: &[Diagnostic], levels: &LevelArgs) -> u8 {
-    let errors = diags.iter().any(|d| d.severity == Severity::Error);
+    let errors = specc::diag::has_errors(diags);
     let warnings = diags.iter().any(|d| d.severity == Severity::Warning);
     u8::from(errors || (levels.deny_warnings && warnings))
 }

@@ -237,8 +237,6 @@ pub struct LayerInfo {
     pub allow: Vec<String>,
     /// The `type` value in the spec.
     pub span: Span,
-    /// The dropout rate, for `dropout`.
-    pub rate: Option<f64>,
 }
 
 impl Model {

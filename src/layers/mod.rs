@@ -105,25 +105,16 @@ pub enum Kind {
 impl Kind {
     /// The Keras class name in snake_case, used for automatic names under layout keras.
     pub fn keras_name(&self) -> &'static str {
+        // Keras' names where they differ from the spec's words.
         match self {
-            Kind::Dense(_) => "dense",
-            Kind::Conv(c) if c.rank == 1 => "conv1d",
-            Kind::Conv(_) => "conv2d",
-            Kind::Embedding(_) => "embedding",
             Kind::LayerNorm(_) => "layer_normalization",
             Kind::RmsNorm(_) => "rms_normalization",
             Kind::BatchNorm(_) => "batch_normalization",
-            Kind::Recurrent(r) if r.cell == Cell::Lstm => "lstm",
-            Kind::Recurrent(_) => "gru",
-            Kind::Attention(_) => "multi_head_attention",
             Kind::Pool(p) if p.max => "max_pooling2d",
             Kind::Pool(_) => "average_pooling2d",
-            Kind::Activation { .. } => "activation",
-            Kind::Dropout { .. } => "dropout",
-            Kind::Flatten => "flatten",
             Kind::GlobalAvgPool2d => "global_average_pooling2d",
-            Kind::Sequential(_) => "sequential",
             Kind::Invalid => "layer",
+            _ => self.type_name(),
         }
     }
 
@@ -437,39 +428,29 @@ impl Cx<'_> {
             .get(key)
             .map(|i| (i, "layer"))
             .or_else(|| self.defaults.get(key).map(|i| (i, "defaults")));
-        let (init, choice, seed, span) = match chosen {
-            Some((spec, source)) if spec.init.is_some() => (
-                spec.init.clone().unwrap_or(default.init.clone()),
-                InitChoice {
-                    written: spec.name.clone(),
-                    source,
-                    default_rule: None,
-                },
-                spec.seed,
-                spec.span,
-            ),
-            Some((spec, _)) => (
-                default.init,
-                InitChoice {
-                    written: "default".into(),
-                    source: "framework",
-                    default_rule: Some(default.rule.into()),
-                },
-                spec.seed,
-                spec.span,
-            ),
-            None => (
-                default.init,
-                InitChoice {
-                    written: "default".into(),
-                    source: "framework",
-                    default_rule: Some(default.rule.into()),
-                },
-                None,
-                self.layer.type_span,
-            ),
-        };
-        let numel = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        let seed = chosen.and_then(|(spec, _)| spec.seed);
+        let span = chosen.map_or(self.layer.type_span, |(spec, _)| spec.span);
+        // A written initializer, or the framework's (also for `default`, or a bare `seed:`).
+        let (init, choice) =
+            match chosen.and_then(|(spec, src)| Some((spec.init.clone()?, spec, src))) {
+                Some((init, spec, source)) => (
+                    init,
+                    InitChoice {
+                        written: spec.name.clone(),
+                        source,
+                        default_rule: None,
+                    },
+                ),
+                None => (
+                    default.init,
+                    InitChoice {
+                        written: "default".into(),
+                        source: "framework",
+                        default_rule: Some(default.rule.into()),
+                    },
+                ),
+            };
+        let numel = product(&shape);
         if numel.and_then(|n| n.checked_mul(dtype.size())).is_none() {
             let d = Diagnostic::error(
                 diag::SHAPE_OVERFLOW,

@@ -198,9 +198,9 @@ pub(crate) struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// Reports `d` for `lint` on `layer` unless the lint is allowed there.
-    pub(crate) fn report(&mut self, lint: &str, layers: &[&LayerInfo], d: Diagnostic) {
-        let info = find(lint).expect("lints report registered names");
+    /// Reports `d` (its code names the lint) on `layers` unless the lint is allowed there.
+    pub(crate) fn report(&mut self, layers: &[&LayerInfo], d: Diagnostic) {
+        let info = find(d.code).expect("lints report registered names");
         let allow: Vec<String> = layers
             .iter()
             .flat_map(|l| l.allow.iter().cloned())
@@ -261,7 +261,7 @@ pub fn run(model: &Model, levels: &Levels) -> Vec<Diagnostic> {
         } else {
             "use an initializer with the activation's gain (he_* for relu, glorot_* for tanh, lecun_normal for selu), or add a normalization layer"
         });
-        sink.report(lint, &[l], d);
+        sink.report(&[l], d);
     }
     sink.out
 }

@@ -48,7 +48,7 @@ fn uncut(model: &Model, sink: &mut Sink<'_>) {
                     num(mean - 2.0 * std),
                     num(mean + 2.0 * std)
                 ));
-                sink.report("trunc-normal-uncut", &[l], d);
+                sink.report(&[l], d);
             }
         }
     }
@@ -77,7 +77,7 @@ fn gains(model: &Model, sink: &mut Sink<'_>) {
             )
             .label(format!("`{}` has gain 1", k.choice.written))
             .help(format!("use {}", suggestion(Some("relu"))));
-            sink.report("gain-mismatch", &[l], d);
+            sink.report(&[l], d);
         }
         run.clear();
     };
@@ -106,7 +106,7 @@ fn gains(model: &Model, sink: &mut Sink<'_>) {
             )
             .label("relu gain")
             .help(format!("use {}", suggestion(act)));
-            sink.report("gain-mismatch", &[l], d);
+            sink.report(&[l], d);
         }
         let unit_gain = matches!(
             w,

@@ -31,7 +31,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
                 )
                 .label(format!("too small for {dtype}"))
                 .help("store this layer in f32 (`dtype: f32` on the layer), or use a larger scale");
-                sink.report("half-precision-underflow", &[l], d);
+                sink.report(&[l], d);
             }
         }
     }

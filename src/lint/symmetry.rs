@@ -98,7 +98,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
                 "initialize it randomly, e.g. with {}; if this is deliberate (zero-init residual branch, ControlNet zero conv, LoRA B), add `allow: [{lint}]` to the layer",
                 suggestion(activation)
             ));
-            sink.report(lint, &[l], d);
+            sink.report(&[l], d);
         }
         let constant = !ks.is_empty() && ks.iter().all(|k| k.init.constant_value().is_some());
         if constant {
@@ -112,7 +112,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
                 .label(format!("`{}` starts constant", l.path))
                 .also(pk.span, format!("`{}` starts constant", pl.path))
                 .help("make one of the two random (for LoRA: A random, B zero)");
-                sink.report("symmetric-chain", &[l, pl], d);
+                sink.report(&[l, pl], d);
             }
             prev = Some((l, ks[0]));
         } else {
@@ -162,7 +162,7 @@ fn degenerate(model: &Model, sink: &mut Sink<'_>) {
                 )
                 .label("constant in effect")
                 .help("give the distribution a spread, or write `zeros` / `constant` if a constant is meant");
-                sink.report("degenerate-init", &[l], d);
+                sink.report(&[l], d);
             }
         }
     }

@@ -216,10 +216,6 @@ impl Walker<'_> {
                 tie: self.ties[ties_before..].first().map(|t| t.target.clone()),
                 allow,
                 span: layer.type_span,
-                rate: match layer.kind {
-                    Kind::Dropout { rate } => Some(rate),
-                    _ => None,
-                },
             }));
         }
         act
