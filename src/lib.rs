@@ -85,9 +85,6 @@ pub fn check_with(source: &SourceFile, options: Options) -> Checked {
         }
     }
     diagnostics.sort_by_key(|d| d.primary.as_ref().map_or(0, |l| l.span.start));
-    // The same problem found twice (both spatial dimensions of one window, say) is said once.
-    diagnostics
-        .dedup_by(|a, b| a.code == b.code && a.primary == b.primary && a.message == b.message);
     let failed = diag::has_errors(&diagnostics);
     Checked {
         model: if failed { None } else { model },

@@ -74,6 +74,45 @@ pub fn out_size(n: u64, k: u64, s: u64, d: u64, pad: &Padding, i: usize) -> Resu
     }
 }
 
+/// Output sizes of a window sliding over the spatial `dims` (unknown stays unknown). A
+/// window that does not fit is reported once for the layer, at the first dimension it
+/// does not fit, as `{what}: …` with `help`.
+#[allow(clippy::too_many_arguments)]
+pub fn window_out(
+    cx: &mut Cx<'_>,
+    dims: &[Option<u64>],
+    window: &[u64],
+    strides: &[u64],
+    dilation: &[u64],
+    padding: &Padding,
+    what: &str,
+    help: &str,
+) -> Vec<Option<u64>> {
+    let mut reported = false;
+    let mut out = Vec::with_capacity(dims.len());
+    for (i, n) in dims.iter().enumerate() {
+        out.push(n.and_then(|n| {
+            match out_size(n, window[i], strides[i], dilation[i], padding, i) {
+                Ok(o) => Some(o),
+                Err(msg) => {
+                    if !std::mem::replace(&mut reported, true) {
+                        let d = Diagnostic::error(
+                            diag::SHAPE_MISMATCH,
+                            cx.layer.type_span,
+                            format!("{what}: {msg}"),
+                        )
+                        .label("window larger than its input")
+                        .help(help);
+                        cx.error(d);
+                    }
+                    None
+                }
+            }
+        }));
+    }
+    out
+}
+
 /// A 1-D or 2-D convolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
@@ -183,21 +222,16 @@ impl Conv {
                 }
                 (None, vec![None; r])
             };
-        let mut out_spatial = Vec::with_capacity(r);
-        for (i, n) in spatial.iter().enumerate() {
-            out_spatial.push(n.and_then(|n| {
-                match out_size(n, self.kernel_size[i], self.strides[i], self.dilation[i], &self.padding, i) {
-                    Ok(o) => Some(o),
-                    Err(msg) => {
-                        let d = Diagnostic::error(diag::SHAPE_MISMATCH, cx.layer.type_span, format!("conv{r}d: {msg}"))
-                            .label("window larger than its input")
-                            .help("use a smaller `kernel_size` or `dilation`, `padding: same`, or a larger input");
-                        cx.error(d);
-                        None
-                    }
-                }
-            }));
-        }
+        let out_spatial = window_out(
+            cx,
+            &spatial,
+            &self.kernel_size,
+            &self.strides,
+            &self.dilation,
+            &self.padding,
+            &format!("conv{r}d"),
+            "use a smaller `kernel_size` or `dilation`, `padding: same`, or a larger input",
+        );
         if cx.layout == Layout::Pytorch
             && self.padding == Padding::Same
             && self.strides.iter().any(|&s| s > 1)

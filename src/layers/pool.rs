@@ -1,6 +1,6 @@
 //! `max_pool2d`, `avg_pool2d`: shape-only layers.
 
-use super::conv::{out_size, Padding};
+use super::conv::{window_out, Padding};
 use super::{Act, Cx};
 use crate::diag::{self, Diagnostic};
 use crate::model::Layout;
@@ -62,30 +62,26 @@ impl Pool {
             cx.error(d);
             return Act::poisoned();
         }
-        let (c, sp) = match cx.layout {
-            Layout::Pytorch => (0, [1, 2]),
-            Layout::Keras => (2, [0, 1]),
+        // The spatial axes (the channel axis passes through).
+        let sp = match cx.layout {
+            Layout::Pytorch => [1, 2],
+            Layout::Keras => [0, 1],
         };
+        let dims: Vec<Option<u64>> = sp.iter().map(|&ax| input.dims[ax]).collect();
+        let sizes = window_out(
+            cx,
+            &dims,
+            &self.pool_size,
+            &self.strides,
+            &[1, 1],
+            &self.padding,
+            "pooling",
+            "use a smaller `pool_size` or `padding: same`",
+        );
         let mut out = input.clone();
-        for (i, &ax) in sp.iter().enumerate() {
-            out.dims[ax] = input.dims[ax].and_then(|n| {
-                match out_size(n, self.pool_size[i], self.strides[i], 1, &self.padding, i) {
-                    Ok(o) => Some(o),
-                    Err(msg) => {
-                        let d = Diagnostic::error(
-                            diag::SHAPE_MISMATCH,
-                            cx.layer.type_span,
-                            format!("pooling: {msg}"),
-                        )
-                        .label("window larger than its input")
-                        .help("use a smaller `pool_size` or `padding: same`");
-                        cx.error(d);
-                        None
-                    }
-                }
-            });
+        for (&ax, n) in sp.iter().zip(sizes) {
+            out.dims[ax] = n;
         }
-        out.dims[c] = input.dims[c];
         out
     }
 }
