@@ -30,13 +30,10 @@ fn mlp_loads_into_candle_and_runs_forward() {
     assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0));
 
     // The same values as the in-process VarMap.
-    let m = specc::check(
-        &specc::SourceFile::load("specs/mlp.yaml".as_ref())
-            .unwrap()
-            .unwrap(),
-    )
-    .model
-    .unwrap();
+    let m = crate::common::model(
+        "mlp.yaml",
+        &std::fs::read_to_string("specs/mlp.yaml").unwrap(),
+    );
     let map = specc::build::build_varmap(&m).unwrap();
     let vars = map.data().lock().unwrap();
     let w_file: Vec<f32> = vb
@@ -99,9 +96,7 @@ fn cnn_and_lstm_load_into_candle_layers() {
 #[test]
 fn varmap_shares_tied_weights() {
     let text = "name: t\ninput: [4]\nlayers:\n  - {name: wte, type: embedding, num_embeddings: 50, embedding_dim: 8}\n  - {name: lm_head, type: dense, units: 50, use_bias: false, tie: wte}\n";
-    let m = specc::check(&specc::SourceFile::new("t.yaml", text.into()))
-        .model
-        .unwrap();
+    let m = crate::common::model("t.yaml", text);
     let map = specc::build::build_varmap(&m).unwrap();
     let vars = map.data().lock().unwrap();
     let (a, b) = (&vars["wte.weight"], &vars["lm_head.weight"]);

@@ -167,7 +167,9 @@ fn help_and_version_exit_0() {
     for cmd in ["check", "summary", "explain"] {
         assert!(text.contains(cmd), "{text}");
     }
-    assert_eq!(code(&specc(&["--version"])), 0);
+    let o = specc(&["--version"]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -305,6 +307,29 @@ fn explain_covers_every_lint_and_code() {
     assert!(text.contains("symmetry") && text.contains("allow: [zero-kernel]"));
     let o = specc(&["explain", "--list"]);
     assert_eq!(code(&o), 0);
+    let list = String::from_utf8_lossy(&o.stdout);
+    for name in specc::lint::LINTS
+        .iter()
+        .map(|l| l.name)
+        .chain(specc::diag::CODES.iter().map(|c| c.name))
+    {
+        assert!(list.contains(name), "`explain --list` names {name}");
+    }
+}
+
+/// A fixture's diagnostics as a terminal user reads them (no colour, 80 columns).
+fn render_fixture(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let src = specc::SourceFile::new(path, text);
+    let c = specc::check(&src);
+    specc::diag::render_human(
+        &src,
+        &c.diagnostics,
+        specc::diag::HumanStyle {
+            color: false,
+            width: 80,
+        },
+    )
 }
 
 /// Golden renders of representative diagnostics, as a terminal user reads them.
@@ -318,18 +343,7 @@ fn rendered_diagnostics_golden() {
         "syntax.toml",
         "shapes.yaml",
     ] {
-        let path = format!("tests/fixtures/errors/{fixture}");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let src = specc::SourceFile::new(&path, text);
-        let c = specc::check(&src);
-        let out = specc::diag::render_human(
-            &src,
-            &c.diagnostics,
-            specc::diag::HumanStyle {
-                color: false,
-                width: 80,
-            },
-        );
+        let out = render_fixture(&format!("tests/fixtures/errors/{fixture}"));
         insta::assert_snapshot!(format!("render_{fixture}"), out);
     }
 }
@@ -579,18 +593,7 @@ fn rendered_lints_golden() {
         "exploding.yaml",
         "notes.yaml",
     ] {
-        let path = format!("tests/fixtures/lints/{fixture}");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let src = specc::SourceFile::new(&path, text);
-        let c = specc::check(&src);
-        let out = specc::diag::render_human(
-            &src,
-            &c.diagnostics,
-            specc::diag::HumanStyle {
-                color: false,
-                width: 80,
-            },
-        );
+        let out = render_fixture(&format!("tests/fixtures/lints/{fixture}"));
         insta::assert_snapshot!(format!("lint_{fixture}"), out);
     }
 }
@@ -681,6 +684,26 @@ fn racing_builds_leave_one_whole_file() {
     let bytes = std::fs::read(&out).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("a whole, valid file");
     assert_eq!(st.len(), 28);
+    // And exactly one of the two builds, not a mixture.
+    let alone = |seed: &str| {
+        let p = d.path().join(format!("alone-{seed}.safetensors"));
+        let o = specc(&[
+            "build",
+            "specs/gpt2-tiny.yaml",
+            "--seed",
+            seed,
+            "-o",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let b = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        b
+    };
+    assert!(
+        bytes == alone("1") || bytes == alone("2"),
+        "the file is one whole build"
+    );
     assert_eq!(
         std::fs::read_dir(d.path()).unwrap().count(),
         1,

@@ -184,9 +184,7 @@ fn bf16_output_is_the_f32_output_rounded() {
 #[test]
 fn chunked_generation_equals_whole_generation() {
     let text = SPEC.replace("units: 300", "units: 3000");
-    let m = specc::check(&specc::SourceFile::new("m.yaml", text))
-        .model
-        .unwrap();
+    let m = crate::common::model("m.yaml", &text);
     for t in &m.tensors {
         let whole = specc::build::tensor_bytes(t, m.layout);
         let g = specc::build::Generator::new(t, m.layout);

@@ -55,13 +55,6 @@ fn actual_with_severity(src: &SourceFile) -> BTreeSet<(usize, String, String)> {
         .collect()
 }
 
-fn actual(src: &SourceFile) -> BTreeSet<(usize, String)> {
-    actual_with_severity(src)
-        .into_iter()
-        .map(|(l, _, c)| (l, c))
-        .collect()
-}
-
 fn files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -71,29 +64,11 @@ fn files(dir: &str) -> Vec<std::path::PathBuf> {
     v
 }
 
-#[test]
-fn error_fixtures_report_the_expected_codes_on_the_expected_lines() {
+/// Every fixture of `dir` reports exactly the codes, with their severities, that its
+/// comments expect on each line.
+fn check_fixtures(dir: &str) {
     let mut failures = Vec::new();
-    for path in files("tests/fixtures/errors") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let src = SourceFile::new(&path.display().to_string(), text.clone());
-        let want = expected(&text);
-        assert!(!want.is_empty(), "{} has no expectations", path.display());
-        let got = actual(&src);
-        if got != want {
-            failures.push(format!(
-                "{}:\n  want {want:?}\n  got  {got:?}",
-                path.display()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-fn lint_fixtures_report_the_expected_lints_and_severities_on_the_expected_lines() {
-    let mut failures = Vec::new();
-    for path in files("tests/fixtures/lints") {
+    for path in files(dir) {
         let text = std::fs::read_to_string(&path).unwrap();
         let src = SourceFile::new(&path.display().to_string(), text.clone());
         let want = expected_with_severity(&text);
@@ -109,14 +84,28 @@ fn lint_fixtures_report_the_expected_lints_and_severities_on_the_expected_lines(
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Every code some fixture of `dir` expects.
+fn covered(dir: &str) -> BTreeSet<String> {
+    files(dir)
+        .into_iter()
+        .flat_map(|p| expected(&std::fs::read_to_string(p).unwrap()))
+        .map(|(_, code)| code)
+        .collect()
+}
+
+#[test]
+fn error_fixtures_report_the_expected_codes_on_the_expected_lines() {
+    check_fixtures("tests/fixtures/errors");
+}
+
+#[test]
+fn lint_fixtures_report_the_expected_lints_and_severities_on_the_expected_lines() {
+    check_fixtures("tests/fixtures/lints");
+}
+
 #[test]
 fn every_lint_has_a_fixture() {
-    let mut covered = BTreeSet::new();
-    for path in files("tests/fixtures/lints") {
-        for (_, code) in expected(&std::fs::read_to_string(path).unwrap()) {
-            covered.insert(code);
-        }
-    }
+    let covered = covered("tests/fixtures/lints");
     for l in specc::lint::LINTS {
         assert!(covered.contains(l.name), "no fixture for lint `{}`", l.name);
     }
@@ -124,12 +113,7 @@ fn every_lint_has_a_fixture() {
 
 #[test]
 fn every_error_code_has_a_fixture() {
-    let mut covered = BTreeSet::new();
-    for path in files("tests/fixtures/errors") {
-        for (_, code) in expected(&std::fs::read_to_string(path).unwrap()) {
-            covered.insert(code);
-        }
-    }
+    let mut covered = covered("tests/fixtures/errors");
     // not-utf8 cannot be written as a text fixture; tests/cli.rs feeds it raw bytes.
     covered.insert("not-utf8".into());
     for c in specc::diag::CODES {

@@ -236,7 +236,8 @@ fn torch_trunc_normal_bounds_are_absolute() {
     check_normal(&xs, 0.0, 0.02, "trunc_normal(std=0.02)");
 }
 
-fn resolved(name: &str, fans: (u64, u64)) -> Init {
+/// The initializer a spec's `kernel_initializer: <name>` parses to (its fans come later).
+fn parsed(name: &str) -> Init {
     let text = format!("i: {name}\n");
     let node = specc::syntax::parse(&specc::SourceFile::new("t.yaml", text)).unwrap();
     let specc::syntax::Value::Map(es) = node.value else {
@@ -244,7 +245,6 @@ fn resolved(name: &str, fans: (u64, u64)) -> Init {
     };
     let mut d = Vec::new();
     let spec = specc::init::parse_initializer(&es[0].value, Layout::Pytorch, &mut d).unwrap();
-    let _ = fans;
     spec.init.unwrap()
 }
 
@@ -259,7 +259,7 @@ fn variance_scaling_family_matches_keras_and_torch_formulas() {
         ("lecun_normal", 1.0 / fi),
         ("glorot_normal", 2.0 / (fi + fo)),
     ] {
-        let xs = sample(resolved(name, fans), fans, DType::F32);
+        let xs = sample(parsed(name), fans, DType::F32);
         let s = var.sqrt() / TRUNC_STD_2;
         check_truncated(&xs, 0.0, s, -2.0 * s, 2.0 * s, name);
         let (_, std, _, _) = moments(&xs);
@@ -292,12 +292,7 @@ fn variance_scaling_family_matches_keras_and_torch_formulas() {
             (0.3 / ((fi + fo) / 2.0)).sqrt(),
         ),
     ] {
-        check_uniform(
-            &sample(resolved(name, fans), fans, DType::F32),
-            -limit,
-            limit,
-            name,
-        );
+        check_uniform(&sample(parsed(name), fans, DType::F32), -limit, limit, name);
     }
     // PyTorch: untruncated
     for (name, std) in [
@@ -316,12 +311,7 @@ fn variance_scaling_family_matches_keras_and_torch_formulas() {
             (3.0 / fi).sqrt(),
         ),
     ] {
-        check_normal(
-            &sample(resolved(name, fans), fans, DType::F32),
-            0.0,
-            std,
-            name,
-        );
+        check_normal(&sample(parsed(name), fans, DType::F32), 0.0, std, name);
     }
 }
 
