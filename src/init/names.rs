@@ -231,7 +231,7 @@ pub fn parse_initializer(
     }
     Some(InitSpec {
         name: canon_static.to_string(),
-        init: init?,
+        init,
         seed,
         span: node.span,
     })
@@ -349,7 +349,9 @@ impl Params<'_, '_> {
     }
 }
 
-fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Option<Init>> {
+/// The initializer canonical `name` denotes with its parameters; `None` for `default`
+/// (the framework's, chosen per tensor later).
+fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Init> {
     let vs = |scale: f64, mode: FanMode, distribution: VsDistribution| Init::VarianceScaling {
         scale,
         mode,
@@ -358,7 +360,7 @@ fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Option<In
     use FanMode::*;
     use VsDistribution::*;
     let init = match name {
-        "default" => return Some(None),
+        "default" => return None,
         "zeros" => Init::ZEROS,
         "ones" => Init::ONES,
         "constant" => Init::Constant {
@@ -531,9 +533,9 @@ fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Option<In
                 std: p.std(&["std"], 0.01),
             }
         }
-        _ => return None,
+        _ => unreachable!("every name in INITIALIZER_NAMES has an arm: {name}"),
     };
-    Some(Some(init))
+    Some(init)
 }
 
 fn wrong(node: &Node, expected: &str) -> Diagnostic {
