@@ -156,36 +156,31 @@ fn bad_parts_and_sizes_are_refused() {
 
 #[test]
 fn one_shard_is_a_plain_file_and_candle_reads_shards() {
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("model.safetensors");
-    let o = specc(
-        &[
+    // specs/mlp.yaml built with `--max-shard-size size` into a directory of its own.
+    let sharded = |size: &str| {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("model.safetensors");
+        let args = [
             "build",
             "specs/mlp.yaml",
             "-o",
             out.to_str().unwrap(),
             "--max-shard-size",
-            "5GB",
-        ],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(0));
+            size,
+        ];
+        let o = specc(&args, &[]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        d
+    };
+    let d = sharded("5GB");
     assert_eq!(files(d.path()).len(), 1, "no index for a single shard");
 
-    let s = tempfile::tempdir().unwrap();
-    let out = s.path().join("model.safetensors");
-    let o = specc(
-        &[
-            "build",
-            "specs/mlp.yaml",
-            "-o",
-            out.to_str().unwrap(),
-            "--max-shard-size",
-            "300KB",
-        ],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(0));
+    let s = sharded("300KB");
     let shards: Vec<std::path::PathBuf> = std::fs::read_dir(s.path())
         .unwrap()
         .map(|e| e.unwrap().path())
