@@ -19,18 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let model = specc::check(&src)
                 .model
                 .ok_or("specs/mlp.yaml has errors")?;
-            let out = specc::write::plan(&model, &dir.path().join("mlp.safetensors"), None);
-            let meta = specc::write::metadata(&model, &src.sha256);
-            let shard = &out.shards[0];
-            specc::write::write_file(
-                &shard.path,
-                &shard.tensors,
-                model.layout,
-                &meta,
-                specc::write::Durability::default(),
-                &mut |_| {},
-            )?;
-            shard.path.clone()
+            let out = dir.path().join("mlp.safetensors");
+            specc::output::Build::new(&model, &src, &out, Default::default())?.run(&mut |_| {})?;
+            out
         }
     };
     // SAFETY: the file is not modified while it is mapped.

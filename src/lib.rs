@@ -20,11 +20,11 @@ pub mod inspect;
 pub mod layers;
 pub mod lint;
 pub mod model;
+pub mod output;
 pub mod resolve;
 pub mod source;
 pub mod spec;
 pub mod syntax;
-pub mod write;
 
 pub use diag::{Diagnostic, Severity};
 pub use model::{DType, Fans, Layout, Model, Role, TensorDecl};

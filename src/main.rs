@@ -53,18 +53,18 @@ enum Command {
         /// Element type of every floating-point tensor (overrides the spec and its layers).
         #[arg(long, value_parser = ["f32", "f16", "bf16", "f64"])]
         dtype: Option<String>,
-        /// Worker threads (default: all cores); the output does not depend on it.
+        /// Worker threads (default: all cores, and never more); the output does not depend on it.
         #[arg(long)]
         threads: Option<usize>,
         /// Split the output into Hugging Face shards of at most this size (`2GB`, `500MB`,
         /// `1GiB`): OUT-0000k-of-0000N.safetensors plus OUT.index.json beside OUT.
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = specc::output::parse_size, allow_hyphen_values = true)]
         max_shard_size: Option<u64>,
         /// Build only the shards of part I of N (1-based; shard k belongs to part k mod N),
         /// so N processes together write exactly what one would. Without it, read from
         /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/SPECC_PART_COUNT.
-        #[arg(long, value_name = "I/N", value_parser = parse_part)]
-        part: Option<(u64, u64)>,
+        #[arg(long, value_name = "I/N", value_parser = specc::output::Part::parse, allow_hyphen_values = true)]
+        part: Option<specc::output::Part>,
         /// Flush each file to the device (fsync) before renaming it into place, so that it
         /// survives a power loss once the build returns; slower, by the disk's write speed.
         #[arg(long)]
@@ -182,22 +182,25 @@ fn main() -> ExitCode {
             levels,
         } => {
             let dtype = dtype.as_deref().and_then(specc::DType::from_spec);
-            let part = match part.map(Ok).or_else(part_from_env) {
+            let part = match part
+                .map(Ok)
+                .or_else(|| specc::output::Part::from_env(|k| std::env::var(k).ok()))
+            {
                 Some(Ok(p)) => p,
                 Some(Err(e)) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
-                None => (1, 1),
+                None => specc::output::Part::WHOLE,
             };
-            let args = BuildArgs {
+            let job = specc::output::Options {
                 threads,
                 max_shard_size,
                 part,
                 durability: if fsync {
-                    specc::write::Durability::Synced
+                    specc::output::Durability::Synced
                 } else {
-                    specc::write::Durability::Written
+                    specc::output::Durability::Written
                 },
             };
             match levels.levels() {
@@ -205,7 +208,7 @@ fn main() -> ExitCode {
                     &spec,
                     &output,
                     specc::Options { seed, dtype, lints },
-                    args,
+                    job,
                     &levels,
                 ),
                 Err(code) => code,
@@ -425,118 +428,13 @@ fn explain(name: Option<&str>, list: bool) -> u8 {
     2
 }
 
-/// How a build is split and run.
-struct BuildArgs {
-    threads: Option<usize>,
-    max_shard_size: Option<u64>,
-    /// (part, of parts), 1-based.
-    part: (u64, u64),
-    durability: specc::write::Durability,
-}
-
-/// Parses `2GB`, `500MB`, `1GiB`, `123` (bytes); decimal units as Hugging Face uses them.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size like 2GB or 500MB"))?;
-    let mult: f64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1.0,
-        "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "TB" => 1e12,
-        "KIB" => 1024.0,
-        "MIB" => 1024f64.powi(2),
-        "GIB" => 1024f64.powi(3),
-        "TIB" => 1024f64.powi(4),
-        u => {
-            return Err(format!(
-                "unknown size unit `{u}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"
-            ))
-        }
-    };
-    let v = n * mult;
-    if !(1.0..1.8e19).contains(&v) {
-        return Err(format!("`{s}` is not a usable shard size"));
-    }
-    Ok(v as u64)
-}
-
-/// Parses `I/N` with 1 <= I <= N.
-fn parse_part(s: &str) -> Result<(u64, u64), String> {
-    let (i, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("`{s}` is not I/N, e.g. 2/8"))?;
-    let i: u64 = i
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}`: the part is not a number"))?;
-    let n: u64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}`: the count is not a number"))?;
-    if n == 0 || i == 0 || i > n {
-        return Err(format!("`{s}`: need 1 <= I <= N"));
-    }
-    Ok((i, n))
-}
-
-/// The part from the job engine: Slurm job arrays or Kubernetes Indexed Jobs.
-fn part_from_env() -> Option<Result<(u64, u64), String>> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let num = |k: &str, v: String| {
-        v.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{k}={v} is not a number"))
-    };
-    if let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
-        let go = || -> Result<(u64, u64), String> {
-            let id = num("SLURM_ARRAY_TASK_ID", id)?;
-            let count = num("SLURM_ARRAY_TASK_COUNT", count)?;
-            // Arrays may start at any index (--array=0-7 or 1-8): count from the minimum.
-            let min = match var("SLURM_ARRAY_TASK_MIN") {
-                Some(m) => num("SLURM_ARRAY_TASK_MIN", m)?,
-                None => 0,
-            };
-            parse_part(&format!("{}/{count}", id.saturating_sub(min) + 1))
-        };
-        return Some(go());
-    }
-    if let Some(index) = var("JOB_COMPLETION_INDEX") {
-        let go = || -> Result<(u64, u64), String> {
-            let index = num("JOB_COMPLETION_INDEX", index)?;
-            let count = var("SPECC_PART_COUNT").ok_or(
-                "JOB_COMPLETION_INDEX is set but SPECC_PART_COUNT is not: set it to the Job's completions",
-            )?;
-            let count = num("SPECC_PART_COUNT", count)?;
-            parse_part(&format!("{}/{count}", index + 1))
-        };
-        return Some(go());
-    }
-    None
-}
-
 fn build(
     path: &Path,
     output: &Path,
     options: specc::Options,
-    args: BuildArgs,
+    build: specc::output::Options,
     levels: &LevelArgs,
 ) -> u8 {
-    if let Some(n) = args.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-        {
-            eprintln!("error: cannot start {n} threads: {e}");
-            return 2;
-        }
-    }
     let (src, pre) = match load(path) {
         Ok(x) => x,
         Err(code) => return code,
@@ -557,41 +455,25 @@ fn build(
             return 1;
         }
     };
-    if output.is_dir() {
-        eprintln!(
-            "error: cannot write `{}`: it is a directory",
-            output.display()
-        );
-        return 2;
-    }
-    let meta = specc::write::metadata(&model, &src.sha256);
-    let out = specc::write::plan(&model, output, args.max_shard_size);
-    let (part, parts) = args.part;
-    let mine: Vec<&specc::write::Shard> = out
-        .shards
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| *k as u64 % parts == part - 1)
-        .map(|(_, s)| s)
-        .collect();
-    let total: u64 = mine
-        .iter()
-        .map(|s| specc::write::header(&s.tensors, &meta).file_size())
-        .sum();
-    match specc::write::free_space(output) {
-        Ok(free) if free < total => {
-            eprintln!(
-                "error: not enough space for `{}`: the build needs {total} bytes, the directory has {free} free; nothing written",
-                output.display()
-            );
-            return 2;
-        }
+    let part = build.part;
+    let job = match specc::output::Build::new(&model, &src, output, build) {
+        Ok(b) => b,
         Err(e) => {
-            eprintln!("error: cannot write `{}`: {e}", output.display());
+            eprintln!("error: {e}");
             return 2;
         }
-        Ok(_) => {}
+    };
+    let shards = job.files().shards.len();
+    if job.my_files() == 0 {
+        let what = if shards == 1 {
+            "the model fits in one file, which part 1 builds".to_string()
+        } else {
+            format!("the build has {shards} shards, all of them in other parts")
+        };
+        eprintln!("part {part} has nothing to build: {what}");
+        return 0;
     }
+    let total = job.bytes();
     let bar = (std::io::stderr().is_terminal() && total > 256 << 20).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
@@ -603,60 +485,44 @@ fn build(
         b
     });
     let start = std::time::Instant::now();
-    let (mut tensors, mut params, mut bytes) = (0usize, 0u64, 0u64);
-    for shard in &mine {
-        let done = bytes;
-        let r = specc::write::write_file(
-            &shard.path,
-            &shard.tensors,
-            model.layout,
-            &meta,
-            args.durability,
-            &mut |n| {
-                if let Some(b) = &bar {
-                    b.set_position(done + n);
-                }
-            },
-        );
-        match r {
-            Ok(w) => {
-                tensors += w.tensors;
-                params += w.params;
-                bytes += w.bytes;
-            }
-            Err(e) => {
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
-                eprintln!("error: {e}");
-                return 2;
-            }
+    let result = job.run(&mut |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
         }
-    }
-    if let Some((p, text)) = &out.index {
-        if let Err(e) = specc::write::write_text(p, text, args.durability) {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    }
+    });
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let secs = start.elapsed().as_secs_f64();
-    let what = if out.shards.len() > 1 {
+    let what = if shards > 1 {
         format!(
-            "{} of {} shards beside {}",
-            mine.len(),
-            out.shards.len(),
+            "{} of {shards} shards beside {}",
+            report.files,
             output.display()
         )
     } else {
         output.display().to_string()
     };
     eprintln!(
-        "wrote {what}: {tensors} tensors, {params} parameters, {bytes} bytes in {secs:.2} s ({:.2} GB/s)",
-        bytes as f64 / secs.max(1e-9) / 1e9
+        "wrote {what}: {} tensors, {} parameters, {} bytes in {secs:.2} s ({:.2} GB/s)",
+        report.tensors,
+        report.params,
+        report.bytes,
+        report.bytes as f64 / secs.max(1e-9) / 1e9
     );
+    for p in &report.removed {
+        eprintln!("removed `{}`, superseded by this build", p.display());
+    }
+    for p in &report.stale {
+        eprintln!("removed `{}`, left by a build that died", p.display());
+    }
     0
 }
 

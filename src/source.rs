@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest spec file accepted; anything bigger is refused before parsing.
 pub const MAX_SOURCE_BYTES: u64 = 16 * 1024 * 1024;
@@ -56,6 +56,8 @@ pub struct SourceFile {
     pub format: SourceFormat,
     /// Hex SHA-256 of the file's bytes as read (byte-order mark included).
     pub sha256: String,
+    /// The file it was read from, when read from one (a build never overwrites it).
+    pub path: Option<PathBuf>,
     line_starts: Vec<usize>,
 }
 
@@ -108,6 +110,7 @@ pub struct NotUtf8 {
 
 impl SourceFile {
     /// Reads a spec from disk, refusing files over [`MAX_SOURCE_BYTES`] without reading them whole.
+    #[allow(clippy::result_large_err)]
     pub fn load(path: &Path) -> Result<Result<SourceFile, (SourceFile, NotUtf8)>, LoadError> {
         let shown = path.display().to_string();
         let io = |source| LoadError::Io {
@@ -123,10 +126,19 @@ impl SourceFile {
         if bytes.len() as u64 > MAX_SOURCE_BYTES {
             return Err(LoadError::TooLarge { path: shown });
         }
-        Ok(SourceFile::from_bytes(&shown, bytes))
+        let with_path = |mut s: SourceFile| {
+            s.path = Some(path.to_path_buf());
+            s
+        };
+        Ok(match SourceFile::from_bytes(&shown, bytes) {
+            Ok(s) => Ok(with_path(s)),
+            Err((s, bad)) => Err((with_path(s), bad)),
+        })
     }
 
     /// Builds a source from bytes; invalid UTF-8 yields a lossy copy and the bad offset.
+    // The error keeps the (lossy) text so its diagnostic can point into it; it is the rare path.
+    #[allow(clippy::result_large_err)]
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<SourceFile, (SourceFile, NotUtf8)> {
         match String::from_utf8(bytes) {
             Ok(text) => Ok(SourceFile::new(name, text)),
@@ -157,6 +169,7 @@ impl SourceFile {
             text,
             format,
             sha256,
+            path: None,
             line_starts,
         }
     }

@@ -18,3 +18,5 @@ mod candle;
 mod shards;
 // Fuzz seeds and crash regressions replayed through the fuzz targets' code.
 mod fuzz_replay;
+// Issue 13: a build never destroys the spec, a device or a shard set; hostile inputs.
+mod robust;
