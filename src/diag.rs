@@ -47,13 +47,33 @@ pub struct Diagnostic {
     pub path: Option<String>,
 }
 
+/// Longest message, label or help kept whole: user text quoted in a message (a 12 MB
+/// unknown name) is cut in the middle so that a report stays readable and small.
+const MAX_TEXT: usize = 400;
+
+/// `s`, or its start and end around an elision mark when it is longer than [`MAX_TEXT`].
+fn clip(s: String) -> String {
+    if s.len() <= MAX_TEXT {
+        return s;
+    }
+    let mut head = MAX_TEXT * 2 / 3;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - MAX_TEXT / 3;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…({} bytes)…{}", &s[..head], tail - head, &s[tail..])
+}
+
 impl Diagnostic {
     /// An error with `code` at `span`.
     pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             code,
             severity: Severity::Error,
-            message: message.into(),
+            message: clip(message.into()),
             primary: Some(Label {
                 span,
                 text: String::new(),
@@ -67,7 +87,7 @@ impl Diagnostic {
     /// Sets the text of the primary label.
     pub fn label(mut self, text: impl Into<String>) -> Diagnostic {
         if let Some(l) = &mut self.primary {
-            l.text = text.into();
+            l.text = clip(text.into());
         }
         self
     }
@@ -76,14 +96,14 @@ impl Diagnostic {
     pub fn also(mut self, span: Span, text: impl Into<String>) -> Diagnostic {
         self.secondary.push(Label {
             span,
-            text: text.into(),
+            text: clip(text.into()),
         });
         self
     }
 
     /// Sets the help line.
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
-        self.help = Some(help.into());
+        self.help = Some(clip(help.into()));
         self
     }
 
@@ -93,6 +113,94 @@ impl Diagnostic {
             self.path = Some(path.to_string());
         }
         self
+    }
+}
+
+/// Most diagnostics kept for one spec; past it, problems are counted, not stored, and
+/// reading stops where it can (a spec with a thousand problems needs fixing, not more).
+pub const MAX_DIAGNOSTICS: usize = 1000;
+
+/// The problems of one spec as they are found: the first [`MAX_DIAGNOSTICS`] in full, the
+/// rest counted, so that a hostile file cannot make the report itself unbounded.
+#[derive(Debug, Default)]
+pub struct Diags {
+    kept: Vec<Diagnostic>,
+    dropped: usize,
+    dropped_errors: bool,
+}
+
+impl Diags {
+    /// No problems yet.
+    pub fn new() -> Diags {
+        Diags::default()
+    }
+
+    /// Records a problem.
+    pub fn push(&mut self, d: Diagnostic) {
+        if self.kept.len() < MAX_DIAGNOSTICS {
+            self.kept.push(d);
+        } else {
+            self.dropped += 1;
+            self.dropped_errors |= d.severity == Severity::Error;
+        }
+    }
+
+    /// Records several problems.
+    pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
+        for d in ds {
+            self.push(d);
+        }
+    }
+
+    /// Every problem recorded, kept or only counted (a mark for [`Diags::since`]).
+    pub fn len(&self) -> usize {
+        self.kept.len() + self.dropped
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether no more diagnostics are kept: callers that loop over user input stop.
+    pub fn is_full(&self) -> bool {
+        self.kept.len() >= MAX_DIAGNOSTICS
+    }
+
+    /// The kept diagnostics recorded after `mark` (a former [`Diags::len`]).
+    pub fn since(&mut self, mark: usize) -> &mut [Diagnostic] {
+        let from = mark.min(self.kept.len());
+        &mut self.kept[from..]
+    }
+
+    /// Whether any recorded problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.dropped_errors || has_errors(&self.kept)
+    }
+
+    /// The kept diagnostics, and a last one saying how many more there were.
+    pub fn into_vec(mut self) -> Vec<Diagnostic> {
+        if self.is_full() {
+            let more = if self.dropped > 0 {
+                format!("{} more not shown", self.dropped)
+            } else {
+                "specc stopped reading there".to_string()
+            };
+            self.kept.push(Diagnostic {
+                code: INPUT_LIMIT,
+                severity: if self.dropped_errors || has_errors(&self.kept) {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                message: format!("more than {MAX_DIAGNOSTICS} problems: {more}"),
+                primary: None,
+                secondary: Vec::new(),
+                help: Some("fix the problems shown and check again".into()),
+                path: None,
+            });
+        }
+        self.kept
     }
 }
 
@@ -120,11 +228,13 @@ codes! {
         "The parser could not read the file. The label points at the first character it could not \
          understand. Common causes: a tab used for indentation in YAML, a missing `:` after a key, \
          an unclosed bracket or quote, or a TOML key defined twice.";
-    INPUT_LIMIT = "input-limit", "the file exceeds a safety limit (size, nesting, alias expansion)",
+    INPUT_LIMIT = "input-limit", "the spec exceeds a safety limit (size, nesting, values, layers, tensors, memory)",
         "specc refuses inputs that would take unbounded time or memory: files over 16 MiB, \
-         nesting deeper than 64 levels, and YAML aliases that expand to more than 1,000,000 nodes \
-         (\"billion laughs\"). A real model spec is far below every limit; use `repeat:` on a \
-         `sequential` instead of copying blocks.";
+         nesting deeper than 64 levels, more than 1,000,000 values (after YAML aliases are \
+         expanded: \"billion laughs\"), a model of more than 1,000,000 layers or tensors once \
+         `repeat` is applied, a structured initializer (orthogonal, sparse) that would need more \
+         than 2 GiB of memory to compute, and more than 1,000 problems in one file. A real model \
+         spec is far below every limit; use `repeat:` on a `sequential` instead of copying blocks.";
     NOT_UTF8 = "not-utf8", "the file is not UTF-8 text",
         "Specs are UTF-8 text. The label points at the first byte that is not valid UTF-8; \
          re-save the file as UTF-8.";
@@ -201,21 +311,32 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Longer than any name could be: nothing is close, and comparing costs |word|·|name|.
+    if word.len() > 256 {
+        return None;
+    }
     let w = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&w, &c.to_ascii_lowercase()), c))
-        .filter(|&(d, c)| {
-            d <= (c.len().max(w.len()) / 3).max(1) || c.starts_with(&w) && w.len() >= 3
+        .filter_map(|c| {
+            let limit = (c.len().max(w.len()) / 3).max(1);
+            let prefix =
+                c.len() >= w.len() && w.len() >= 3 && c.to_ascii_lowercase().starts_with(&w);
+            // The distance is at least the difference in length: skip hopeless pairs.
+            if c.len().abs_diff(w.len()) > limit && !prefix {
+                return None;
+            }
+            let d = strsim::damerau_levenshtein(&w, &c.to_ascii_lowercase());
+            (d <= limit || prefix).then_some((d, c))
         })
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
 }
 
-/// A diagnostic paired with its file, as miette renders it.
+/// A diagnostic paired with the excerpt of its file that miette renders.
 struct Rendered<'a> {
     diag: &'a Diagnostic,
-    source: &'a miette::NamedSource<String>,
+    excerpt: &'a Excerpt<'a>,
 }
 
 impl fmt::Debug for Rendered<'_> {
@@ -256,23 +377,234 @@ impl miette::Diagnostic for Rendered<'_> {
         self.diag
             .primary
             .as_ref()
-            .map(|_| self.source as &dyn miette::SourceCode)
+            .map(|_| self.excerpt as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        let primary = self.diag.primary.iter().map(|l| {
-            miette::LabeledSpan::new_primary_with_span(
-                (!l.text.is_empty()).then(|| l.text.clone()),
-                (l.span.start, l.span.len()),
-            )
-        });
-        let secondary = self.diag.secondary.iter().map(|l| {
-            miette::LabeledSpan::new_with_span(
-                (!l.text.is_empty()).then(|| l.text.clone()),
-                (l.span.start, l.span.len()),
-            )
-        });
-        Some(Box::new(primary.chain(secondary)))
+        let spans = self.excerpt.labels.iter();
+        let labels = self.diag.primary.iter().chain(&self.diag.secondary);
+        Some(Box::new(labels.zip(spans).enumerate().map(
+            |(i, (l, s))| {
+                let text = (!l.text.is_empty()).then(|| l.text.clone());
+                let at = (s.start, s.len());
+                if i == 0 && self.diag.primary.is_some() {
+                    miette::LabeledSpan::new_primary_with_span(text, at)
+                } else {
+                    miette::LabeledSpan::new_with_span(text, at)
+                }
+            },
+        )))
+    }
+}
+
+/// Widest part of a line an excerpt shows, in bytes; longer lines are cut around the labels.
+const EXCERPT_LINE: usize = 240;
+/// A label over more lines than this is shown on its first line only.
+const EXCERPT_SPAN_LINES: usize = 4;
+
+/// One line of an excerpt.
+struct ExcerptLine {
+    /// Where it starts in the excerpt's text.
+    start: usize,
+    /// Where its shown part ends (before its `\n`).
+    end: usize,
+    /// Its line in the file, 0-based.
+    line: usize,
+    /// Bytes of the file before the shown part (an elided line start).
+    from: usize,
+    /// Bytes of `…` put before the shown part.
+    prefix: usize,
+    /// Consecutive lines of the file share a group.
+    group: usize,
+}
+
+/// The lines of a file around one diagnostic's labels, each cut to [`EXCERPT_LINE`]
+/// bytes around what is labelled, with the labels moved onto it: rendering then costs
+/// the excerpt's size, not the file's, whatever the file's line lengths and line breaks.
+struct Excerpt<'a> {
+    name: String,
+    text: String,
+    lines: Vec<ExcerptLine>,
+    /// The diagnostic's labels (primary first) as spans of `text`.
+    labels: Vec<Span>,
+    /// The file, for real columns.
+    source: &'a SourceFile,
+}
+
+impl<'a> Excerpt<'a> {
+    fn new(src: &'a SourceFile, d: &Diagnostic) -> Excerpt<'a> {
+        let text_len = src.text.len();
+        let last = src.line_count() - 1;
+        // A label at the very end (after the final line break) is shown on the last line.
+        let line = |o: usize| src.line_of(o).min(last);
+        // Label spans in the file, clipped to the text and to a few lines.
+        let spans: Vec<Span> = d
+            .primary
+            .iter()
+            .chain(&d.secondary)
+            .map(|l| {
+                let start = l.span.start.min(text_len);
+                let mut end = l.span.end.clamp(start, text_len);
+                let (l0, l1) = (line(start), line(end));
+                if l1 > l0 + EXCERPT_SPAN_LINES {
+                    end = src.line_range(l0).1.max(start);
+                }
+                Span::new(start, end)
+            })
+            .collect();
+        // Lines to show: each label's lines and one of context on either side, and the lines
+        // between two labels up to a few lines apart (one snippet reads better than two).
+        let mut ranges: Vec<(usize, usize)> = spans
+            .iter()
+            .map(|s| {
+                let (l0, l1) = (line(s.start), line(s.end));
+                (l0.saturating_sub(1), (l1 + 1).min(last))
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some((_, e)) if a <= *e + 3 => *e = (*e).max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        let wanted: Vec<usize> = merged.iter().flat_map(|&(a, b)| a..=b).collect();
+        let mut text = String::new();
+        let mut lines: Vec<ExcerptLine> = Vec::with_capacity(wanted.len());
+        let mut group = 0;
+        for (i, &line) in wanted.iter().enumerate() {
+            if i > 0 && wanted[i - 1] + 1 != line {
+                group += 1;
+            }
+            let (ls, le) = src.line_range(line);
+            let on_line: Vec<&Span> = spans
+                .iter()
+                .filter(|s| s.start <= le && s.end >= ls)
+                .collect();
+            let (mut from, mut to) = (ls, le);
+            if le - ls > EXCERPT_LINE {
+                let anchor = on_line.first().map_or(ls, |s| s.start.max(ls));
+                from = anchor.saturating_sub(EXCERPT_LINE / 3).max(ls);
+                to = (from + EXCERPT_LINE).min(le);
+                while !src.text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                while !src.text.is_char_boundary(to) {
+                    to += 1;
+                }
+            }
+            let start = text.len();
+            if from > ls {
+                text.push('…');
+            }
+            let prefix = text.len() - start;
+            // A tab or a lone carriage return would move what follows; show it as a space.
+            text.extend(src.text[from..to].chars().map(|c| match c {
+                '\r' | '\t' => ' ',
+                c => c,
+            }));
+            let end = text.len();
+            if to < le {
+                text.push('…');
+            }
+            text.push('\n');
+            lines.push(ExcerptLine {
+                start,
+                end,
+                line,
+                from,
+                prefix,
+                group,
+            });
+        }
+        let excerpt_offset = |o: usize, lines: &[ExcerptLine]| -> usize {
+            let l = line(o);
+            match lines.iter().find(|x| x.line == l) {
+                Some(x) => {
+                    let shown = o.saturating_sub(x.from);
+                    (x.start + x.prefix + shown).min(x.end)
+                }
+                None => 0,
+            }
+        };
+        let labels = spans
+            .iter()
+            .map(|s| {
+                let a = excerpt_offset(s.start, &lines);
+                let b = excerpt_offset(s.end, &lines).max(a);
+                Span::new(a, b)
+            })
+            .collect();
+        Excerpt {
+            name: src.name.clone(),
+            text,
+            lines,
+            labels,
+            source: src,
+        }
+    }
+
+    /// The excerpt line holding excerpt offset `o`.
+    fn line_at(&self, o: usize) -> usize {
+        self.lines
+            .partition_point(|l| l.start <= o)
+            .saturating_sub(1)
+    }
+}
+
+impl miette::SourceCode for Excerpt<'_> {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        if self.lines.is_empty() {
+            return Err(miette::MietteError::OutOfBounds);
+        }
+        let (a, b) = (
+            self.line_at(span.offset()),
+            self.line_at(span.offset() + span.len().saturating_sub(1)),
+        );
+        let group = self.lines[a].group;
+        let mut first = a.saturating_sub(before);
+        while self.lines[first].group != group {
+            first += 1;
+        }
+        let mut last = (b + after).min(self.lines.len() - 1);
+        while self.lines[last].group != self.lines[b].group {
+            last -= 1;
+        }
+        let data_start = self.lines[first].start;
+        let data_end = self
+            .lines
+            .get(last + 1)
+            .map_or(self.text.len(), |l| l.start);
+        // The column of the span's start in the file (for the `[file:line:col]` header).
+        let src = self.source;
+        let at = &self.lines[a];
+        let shown = span.offset().saturating_sub(at.start + at.prefix);
+        let file_offset = (at.from + shown).min(src.line_range(at.line).1);
+        let column = if before == 0 {
+            src.column(file_offset)
+        } else {
+            0
+        };
+        // miette joins two labels' snippets when one's lines reach the other's: lines of
+        // one group are consecutive in the file, so count to the group's end.
+        let group_end = self.lines[first..]
+            .iter()
+            .take_while(|l| l.group == group)
+            .count();
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            &self.text.as_bytes()[data_start..data_end],
+            (data_start, data_end - data_start).into(),
+            self.lines[first].line,
+            column,
+            group_end,
+        )))
     }
 }
 
@@ -287,7 +619,6 @@ pub struct HumanStyle {
 
 /// Renders diagnostics of one file the way a terminal user reads them.
 pub fn render_human(source: &SourceFile, diags: &[Diagnostic], style: HumanStyle) -> String {
-    let named = miette::NamedSource::new(&source.name, source.text.clone());
     let theme = if style.color {
         miette::GraphicalTheme::unicode()
     } else {
@@ -298,9 +629,10 @@ pub fn render_human(source: &SourceFile, diags: &[Diagnostic], style: HumanStyle
         .with_links(false);
     let mut out = String::new();
     for d in diags {
+        let excerpt = Excerpt::new(source, d);
         let r = Rendered {
             diag: d,
-            source: &named,
+            excerpt: &excerpt,
         };
         if handler.render_report(&mut out, &r).is_err() {
             out.push_str(&format!("{}: {}\n", d.code, d.message));

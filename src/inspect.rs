@@ -1,6 +1,7 @@
 //! Inspect: what a safetensors file holds — metadata, and per tensor dtype, shape and statistics.
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::tensor::Metadata;
+use safetensors::Dtype;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -57,46 +58,177 @@ impl fmt::Display for InspectError {
 
 impl std::error::Error for InspectError {}
 
-/// Reads a safetensors file and computes per-tensor statistics (in f64).
-pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
-    let file = std::fs::File::open(path).map_err(InspectError::Io)?;
-    if file.metadata().map_err(InspectError::Io)?.is_dir() {
-        return Err(InspectError::Io(std::io::Error::other("is a directory")));
-    }
-    // SAFETY: the map is only read; a file changed under us can give wrong numbers, not UB in Rust terms we rely on.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(InspectError::Io)?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    inspect_bytes(&map)
+/// The largest header safetensors readers accept.
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Bytes of tensor data read at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Where the bytes of a file come from: a file read piece by piece, or bytes in memory.
+trait ReadAt {
+    /// Total length.
+    fn len(&self) -> u64;
+    /// Fills `buf` from `offset`, or fails (a file that shrank says so).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), InspectError>;
 }
 
-/// [`inspect`] of a file's bytes already in memory (or mapped).
+impl ReadAt for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), InspectError> {
+        let o = offset as usize;
+        let src = self
+            .get(o..o + buf.len())
+            .ok_or_else(|| InspectError::Invalid("the data ends early".into()))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// A regular file and its length when opened.
+struct Opened {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl ReadAt for Opened {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), InspectError> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                InspectError::Io(std::io::Error::other(
+                    "the file became shorter while it was read (is something writing it?)",
+                ))
+            } else {
+                InspectError::Io(e)
+            }
+        })
+    }
+}
+
+/// Opens `path` for reading if it is a regular file: a FIFO would block, a device would
+/// never end. The open does not block (O_NONBLOCK) and the type is checked on the open file.
+fn open_regular(path: &Path) -> Result<Opened, InspectError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(InspectError::Io)?;
+    let meta = file.metadata().map_err(InspectError::Io)?;
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        return Ok(Opened {
+            file,
+            len: meta.len(),
+        });
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(InspectError::Io(std::io::Error::other(format!(
+        "it is {kind}, not a safetensors file"
+    ))))
+}
+
+/// Reads a safetensors file piece by piece and computes per-tensor statistics (in f64).
+///
+/// The file is read with positioned reads, never mapped: a file truncated while it is
+/// read gives an error, not SIGBUS; memory stays at one piece whatever the file's size.
+pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
+    let opened = open_regular(path)?;
+    inspect_from(&opened)
+}
+
+/// [`inspect`] of a file's bytes already in memory.
 pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, InspectError> {
-    let (_, meta) =
-        SafeTensors::read_metadata(bytes).map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
-    let st =
-        SafeTensors::deserialize(bytes).map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
+    inspect_from(bytes)
+}
+
+fn inspect_from(src: &(impl ReadAt + ?Sized)) -> Result<Inspection, InspectError> {
+    let invalid = |m: String| InspectError::Invalid(m);
+    let len = src.len();
+    if len < 8 {
+        return Err(invalid(format!(
+            "{len} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    let mut n = [0u8; 8];
+    src.read_at(0, &mut n)?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER {
+        return Err(invalid(format!(
+            "HeaderTooLarge: the header claims {n} bytes, over 100 MB"
+        )));
+    }
+    if 8 + n > len {
+        return Err(invalid(format!(
+            "InvalidHeaderLength: the header claims {n} bytes, the file has {}",
+            len - 8
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    src.read_at(8, &mut header)?;
+    let meta: Metadata = serde_json::from_slice(&header)
+        .map_err(|e| invalid(format!("InvalidHeaderDeserialization: {e}")))?;
+    let order = meta.offset_keys();
+    let end = order
+        .last()
+        .and_then(|k| meta.info(k))
+        .map_or(0, |i| i.data_offsets.1 as u64);
+    if 8 + n + end != len {
+        return Err(invalid(format!(
+            "MetadataIncompleteBuffer: the tensors end at byte {end} of the data, the file has {}",
+            len - 8 - n
+        )));
+    }
     let metadata = meta
         .metadata()
         .clone()
         .map(|m| m.into_iter().collect())
         .unwrap_or_default();
-    let mut names: Vec<(usize, String)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (v.data().as_ptr() as usize, n))
-        .collect();
-    names.sort();
-    let mut tensors = Vec::with_capacity(names.len());
-    for (_, name) in names {
-        let view = st
-            .tensor(&name)
-            .map_err(|e| InspectError::Invalid(format!("{e:?}")))?;
-        let (mean, std, min, max) = stats(view.dtype(), view.data());
+    let mut tensors = Vec::with_capacity(order.len());
+    let mut buf = vec![0u8; CHUNK];
+    for name in order {
+        let info = meta.info(&name).expect("a key of the header");
+        let (begin, stop) = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
+        // Statistics for the dtypes of whole bytes that have a numeric reading.
+        let (mean, std, min, max) = match supported(info.dtype).then(|| info.dtype.bitsize() / 8) {
+            Some(width) => {
+                let mut acc = Welford::default();
+                // Whole elements per read.
+                let step = CHUNK / width * width;
+                let mut at = begin;
+                while at < stop {
+                    let k = step.min((stop - at) as usize);
+                    src.read_at(8 + n + at, &mut buf[..k])?;
+                    push_all(&mut acc, info.dtype, &buf[..k]);
+                    at += k as u64;
+                }
+                acc.finish()
+            }
+            None => (None, None, None, None),
+        };
         tensors.push(TensorStats {
             name,
-            dtype: format!("{:?}", view.dtype()),
-            numel: view.shape().iter().product(),
-            shape: view.shape().to_vec(),
+            dtype: format!("{:?}", info.dtype),
+            numel: info.shape.iter().product(),
+            shape: info.shape.clone(),
             mean,
             std,
             min,
@@ -106,10 +238,27 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, InspectError> {
     Ok(Inspection { metadata, tensors })
 }
 
-type Stats = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+fn supported(dtype: Dtype) -> bool {
+    matches!(
+        dtype,
+        Dtype::F32
+            | Dtype::F64
+            | Dtype::F16
+            | Dtype::BF16
+            | Dtype::I64
+            | Dtype::I32
+            | Dtype::I16
+            | Dtype::I8
+            | Dtype::U8
+            | Dtype::BOOL
+            | Dtype::U16
+            | Dtype::U32
+            | Dtype::U64
+    )
+}
 
-fn stats(dtype: Dtype, data: &[u8]) -> Stats {
-    let mut acc = Welford::default();
+/// Adds every element of `data` (whole elements of `dtype`) to `acc`.
+fn push_all(acc: &mut Welford, dtype: Dtype, data: &[u8]) {
     match dtype {
         Dtype::F32 => data
             .chunks_exact(4)
@@ -143,10 +292,11 @@ fn stats(dtype: Dtype, data: &[u8]) -> Stats {
         Dtype::U64 => data
             .chunks_exact(8)
             .for_each(|c| acc.push(u64::from_le_bytes(c.try_into().unwrap()) as f64)),
-        _ => return (None, None, None, None),
+        _ => {}
     }
-    acc.finish()
 }
+
+type Stats = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
 
 /// Running mean and variance (Welford), min and max.
 #[derive(Default)]

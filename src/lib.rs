@@ -64,28 +64,30 @@ pub fn check(source: &SourceFile) -> Checked {
 
 /// [`check`] with command-line overrides.
 pub fn check_with(source: &SourceFile, options: Options) -> Checked {
-    let mut diagnostics = Vec::new();
+    let mut diags = diag::Diags::new();
     let model = match syntax::parse(source) {
         Err(d) => {
-            diagnostics = d;
+            diags.extend(d);
             None
         }
-        Ok(root) => spec::lower(&root, &mut diagnostics).map(|mut s| {
+        Ok(root) => spec::lower(&root, &mut diags).and_then(|mut s| {
             if let Some(seed) = options.seed {
                 s.seed = seed;
             }
-            resolve::resolve(&s, options.dtype, &mut diagnostics)
+            // Past the diagnostics limit the spec was not read whole: nothing to resolve.
+            (!diags.is_full()).then(|| resolve::resolve(&s, options.dtype, &mut diags))
         }),
     };
     // Lints judge a model that resolved cleanly; on a broken one they would only add noise.
     if let Some(m) = &model {
-        if !diag::has_errors(&diagnostics) {
+        if !diags.has_errors() {
             let levels = lint::Levels::new(&m.lint_levels, &options.lints);
-            diagnostics.extend(lint::run(m, &levels));
+            diags.extend(lint::run(m, &levels));
         }
     }
-    diagnostics.sort_by_key(|d| d.primary.as_ref().map_or(0, |l| l.span.start));
-    let failed = diag::has_errors(&diagnostics);
+    let failed = diags.has_errors();
+    let mut diagnostics = diags.into_vec();
+    diagnostics.sort_by_key(|d| d.primary.as_ref().map_or(usize::MAX, |l| l.span.start));
     Checked {
         model: if failed { None } else { model },
         diagnostics,

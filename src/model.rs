@@ -4,6 +4,11 @@ use crate::init::Init;
 use crate::source::Span;
 use serde::Serialize;
 
+/// Most layers (each copy of a repeated block counted) a resolved model may have.
+pub const MAX_LAYERS: u64 = 1_000_000;
+/// Most tensors a resolved model may have (the largest real models have some 100,000).
+pub const MAX_TENSORS: usize = 1_000_000;
+
 /// Element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -234,7 +239,7 @@ pub struct LayerInfo {
     /// The embedding tensor it reuses, for a tied dense layer.
     pub tie: Option<String>,
     /// Lints allowed on it (its own `allow:` and its enclosing blocks').
-    pub allow: Vec<String>,
+    pub allow: crate::lint::LintSet,
     /// The `type` value in the spec.
     pub span: Span,
 }

@@ -13,6 +13,29 @@ fn describe(t: &TensorDecl) -> String {
     }
 }
 
+/// `s` with control characters (ESC, CR, BEL, C1, ...) written as escapes, so that names
+/// and metadata from a file cannot move the cursor or recolour the terminal.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `s` padded with spaces to `width` characters (`format!`'s width stops at 65,535).
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
 fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -98,10 +121,10 @@ pub fn table(m: &Model) -> String {
         .iter()
         .map(|t| {
             [
-                t.name.clone(),
+                printable(&t.name),
                 shape(&t.shape),
                 t.dtype.name().to_string(),
-                describe(t),
+                printable(&describe(t)),
                 t.fans.fan_in.to_string(),
                 t.fans.fan_out.to_string(),
                 thousands(t.numel()),
@@ -110,24 +133,32 @@ pub fn table(m: &Model) -> String {
         .collect();
     let mut out = format!(
         "model `{}` (layout {}, seed {})\n\n",
-        m.name,
+        printable(&m.name),
         format!("{:?}", m.layout).to_lowercase(),
         m.seed
     );
     out += &grid(&header, &rows, 4);
     for t in &m.ties {
-        out += &format!("{} is tied to {} (stored once)\n", t.name, t.target);
+        out += &format!(
+            "{} is tied to {} (stored once)\n",
+            printable(&t.name),
+            printable(&t.target)
+        );
     }
     let signal = signal_rows(m);
     if !signal.is_empty() {
         out += "\npredicted activation std at init (unit-scale input):\n";
         let w = signal
             .iter()
-            .map(|(p, _, _)| p.chars().count())
+            .map(|(p, _, _)| printable(p).chars().count())
             .max()
             .unwrap_or(0);
         for (path, kind, std) in &signal {
-            out += &format!("  {path:<w$}  {kind:<20}  {}\n", specc::init::num(*std));
+            out += &format!(
+                "  {}  {kind:<20}  {}\n",
+                pad(&printable(path), w),
+                specc::init::num(*std)
+            );
         }
     }
     out += &format!(
@@ -207,7 +238,7 @@ pub fn inspection(info: &specc::inspect::Inspection) -> String {
             } else {
                 v.clone()
             };
-            out += &format!("  {k}: {v}\n");
+            out += &format!("  {}: {}\n", printable(k), printable(&v));
         }
         out += "\n";
     }
@@ -218,7 +249,7 @@ pub fn inspection(info: &specc::inspect::Inspection) -> String {
         .iter()
         .map(|t| {
             [
-                t.name.clone(),
+                printable(&t.name),
                 t.dtype.clone(),
                 format!("{:?}", t.shape),
                 f(t.mean),
@@ -242,6 +273,13 @@ pub fn inspection(info: &specc::inspect::Inspection) -> String {
 mod tests {
     use super::*;
     use specc::init::num;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("a\u{1b}[31mb\r"), "a\\u{1b}[31mb\\r");
+        assert_eq!(printable("plain ü"), "plain ü");
+        assert_eq!(pad("ab", 70_000).len(), 70_000);
+    }
 
     #[test]
     fn formats() {

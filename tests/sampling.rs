@@ -243,7 +243,7 @@ fn parsed(name: &str) -> Init {
     let specc::syntax::Value::Map(es) = node.value else {
         panic!()
     };
-    let mut d = Vec::new();
+    let mut d = specc::diag::Diags::new();
     let spec = specc::init::parse_initializer(&es[0].value, Layout::Pytorch, &mut d).unwrap();
     spec.init.unwrap()
 }

@@ -3,7 +3,7 @@
 //! framework's names, defaults filled in, impossible values refused.
 
 use super::{calculate_gain, normal_cdf, FanMode, Flatten, Init, VsDistribution, NONLINEARITIES};
-use crate::diag::{self, did_you_mean, Diagnostic};
+use crate::diag::{self, did_you_mean, Diagnostic, Diags};
 use crate::model::Layout;
 use crate::source::Span;
 use crate::syntax::{Entry, Node, Value};
@@ -77,11 +77,7 @@ pub fn canonical_name(written: &str) -> String {
 }
 
 /// Reads an initializer value; problems go to `diags` and give `None`.
-pub fn parse_initializer(
-    node: &Node,
-    layout: Layout,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<InitSpec> {
+pub fn parse_initializer(node: &Node, layout: Layout, diags: &mut Diags) -> Option<InitSpec> {
     let (name, name_span, params, seed_node): (String, Span, Vec<&Entry>, Option<&Node>) =
         match &node.value {
             Value::Str(s) => (s.clone(), node.span, Vec::new(), None),
@@ -239,7 +235,7 @@ pub fn parse_initializer(
 
 struct Params<'a, 'd> {
     entries: &'a [&'a Entry],
-    diags: &'d mut Vec<Diagnostic>,
+    diags: &'d mut Diags,
 }
 
 impl Params<'_, '_> {
@@ -570,9 +566,9 @@ mod tests {
         let node =
             crate::syntax::parse(&SourceFile::new("t.yaml", format!("i: {text}\n"))).unwrap();
         let Value::Map(es) = node.value else { panic!() };
-        let mut diags = Vec::new();
+        let mut diags = Diags::new();
         let r = parse_initializer(&es[0].value, Layout::Pytorch, &mut diags);
-        (r, diags)
+        (r, diags.into_vec())
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use pool::Pool;
 pub use recurrent::{Cell, Recurrent};
 pub use sequential::Sequential;
 
-use crate::diag::{self, Diagnostic};
+use crate::diag::{self, Diagnostic, Diags};
 use crate::init::{Flatten, Init, InitSpec};
 use crate::model::{DType, Fans, InitChoice, Layout, Role, TensorDecl, Tie};
 use crate::source::Span;
@@ -336,11 +336,13 @@ pub struct Cx<'a> {
     /// Tensors declared so far.
     pub tensors: &'a mut Vec<TensorDecl>,
     /// Problems found so far.
-    pub diags: &'a mut Vec<Diagnostic>,
+    pub diags: &'a mut Diags,
     /// Embeddings declared so far.
     pub embeddings: &'a mut Vec<EmbeddingInfo>,
     /// Ties declared so far.
     pub ties: &'a mut Vec<Tie>,
+    /// Set once the model has [`crate::model::MAX_TENSORS`] tensors (reported once).
+    pub full: &'a mut bool,
 }
 
 /// The framework's default for one tensor and a few words on where it comes from.
@@ -416,6 +418,22 @@ impl Cx<'_> {
         fans: Fans,
         default: Default,
     ) {
+        if self.tensors.len() >= crate::model::MAX_TENSORS {
+            if !std::mem::replace(self.full, true) {
+                let d = Diagnostic::error(
+                    diag::INPUT_LIMIT,
+                    self.layer.type_span,
+                    format!(
+                        "the model passes {} tensors here",
+                        crate::model::MAX_TENSORS
+                    ),
+                )
+                .label("one tensor too many")
+                .help("check `repeat` and `num_layers` for a typo; the largest real models have some 100,000 tensors");
+                self.error(d);
+            }
+            return;
+        }
         let name = self.layout.join(&path);
         let dtype = if role == Role::NumBatchesTracked {
             DType::I64

@@ -81,6 +81,9 @@ impl Recurrent {
             return out;
         };
         for l in 0..self.num_layers {
+            if *cx.full {
+                break;
+            }
             let in_l = if l == 0 { input_size } else { out_features };
             let ih = Fans {
                 fan_in: in_l,

@@ -159,6 +159,37 @@ pub fn find(name: &str) -> Option<&'static LintInfo> {
     LINTS.iter().find(|l| l.name == name)
 }
 
+/// A set of lints (an `allow:` list), one bit per registry entry: copying it per layer
+/// costs nothing however long the list was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LintSet(u64);
+
+impl LintSet {
+    /// Adds the lint named `name`; false if there is no such lint.
+    pub fn insert(&mut self, name: &str) -> bool {
+        match LINTS.iter().position(|l| l.name == name) {
+            Some(i) => {
+                self.0 |= 1 << i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Both sets.
+    pub fn union(self, other: LintSet) -> LintSet {
+        LintSet(self.0 | other.0)
+    }
+
+    /// Whether `lint` is in the set.
+    pub fn contains(self, lint: &LintInfo) -> bool {
+        LINTS
+            .iter()
+            .position(|l| l.name == lint.name)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+}
+
 /// Lint levels for one check.
 #[derive(Clone, Debug, Default)]
 pub struct Levels {
@@ -183,8 +214,8 @@ impl Levels {
     }
 
     /// The level of `lint` on a layer with `allow`.
-    pub fn of(&self, lint: &LintInfo, allow: &[String]) -> Level {
-        if allow.iter().any(|a| a == lint.name) {
+    pub fn of(&self, lint: &LintInfo, allow: LintSet) -> Level {
+        if allow.contains(lint) {
             return Level::Allow;
         }
         self.map.get(lint.name).copied().unwrap_or(lint.default)
@@ -201,11 +232,10 @@ impl Sink<'_> {
     /// Reports `d` (its code names the lint) on `layers` unless the lint is allowed there.
     pub(crate) fn report(&mut self, layers: &[&LayerInfo], d: Diagnostic) {
         let info = find(d.code).expect("lints report registered names");
-        let allow: Vec<String> = layers
+        let allow = layers
             .iter()
-            .flat_map(|l| l.allow.iter().cloned())
-            .collect();
-        let severity = match self.levels.of(info, &allow) {
+            .fold(LintSet::default(), |a, l| a.union(l.allow));
+        let severity = match self.levels.of(info, allow) {
             Level::Allow => return,
             Level::Warn if info.note => Severity::Note,
             Level::Warn => Severity::Warning,
@@ -269,6 +299,14 @@ pub fn run(model: &Model, levels: &Levels) -> Vec<Diagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_fits_a_lint_set() {
+        assert!(LINTS.len() <= 64);
+        let mut s = LintSet::default();
+        assert!(s.insert("zero-kernel") && !s.insert("no-such-lint"));
+        assert!(s.contains(&LINTS[0]) && !s.contains(&LINTS[1]));
+    }
 
     #[test]
     fn registry_is_well_formed() {

@@ -1,9 +1,9 @@
 //! Resolve: walk the layers in order, infer every input size, name every tensor as the
 //! layout's framework does, pick each tensor's initializer, and check the whole.
 
-use crate::diag::{self, Diagnostic};
+use crate::diag::{self, Diagnostic, Diags};
 use crate::layers::{Act, Cx, EmbeddingInfo, Kind};
-use crate::model::{DType, LayerInfo, Model, Step, TensorDecl, Tie};
+use crate::model::{DType, LayerInfo, Model, Step, TensorDecl, Tie, MAX_LAYERS};
 use crate::spec::{LayerSpec, Spec};
 use std::collections::HashMap;
 
@@ -12,16 +12,46 @@ struct Walker<'a> {
     tensors: Vec<TensorDecl>,
     ties: Vec<Tie>,
     embeddings: Vec<EmbeddingInfo>,
-    diags: &'a mut Vec<Diagnostic>,
+    diags: &'a mut Diags,
     keras_counts: HashMap<&'static str, u64>,
     flow: Vec<Step>,
-    allow: Vec<String>,
+    allow: crate::lint::LintSet,
+    /// The model reached [`crate::model::MAX_TENSORS`]: reported once, then the walk stops.
+    full: bool,
+}
+
+/// Layers of `layers` once every `repeat` is applied, or the block that passes
+/// [`MAX_LAYERS`] (the innermost one), as a diagnostic.
+fn expanded(layers: &[LayerSpec]) -> Result<u64, Box<Diagnostic>> {
+    let mut n = 0u64;
+    for l in layers {
+        n = n.saturating_add(match &l.kind {
+            Kind::Sequential(seq) => {
+                let inner = expanded(&seq.layers)?;
+                let copies = seq.repeat.as_ref().map_or(1, |r| r.value);
+                let total = inner.saturating_add(1).saturating_mul(copies);
+                if total > MAX_LAYERS {
+                    let span = seq.repeat.as_ref().map_or(l.type_span, |r| r.span);
+                    return Err(Box::new(Diagnostic::error(
+                        diag::INPUT_LIMIT,
+                        span,
+                        format!("this block stamps {} layers, more than the {MAX_LAYERS} a model may have", if total == u64::MAX { "over 2^64".to_string() } else { total.to_string() }),
+                    )
+                    .label(format!("{copies} copies of {inner} layers"))
+                    .help("check `repeat` for a typo; the largest real models have a few thousand layers")));
+                }
+                total
+            }
+            _ => 1,
+        });
+    }
+    Ok(n)
 }
 
 /// Resolves a spec into its model; problems go to `diags`.
 ///
 /// `force_dtype` replaces every floating-point tensor's dtype (the CLI's `--dtype`).
-pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Vec<Diagnostic>) -> Model {
+pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Diags) -> Model {
     let mut w = Walker {
         spec,
         tensors: Vec::new(),
@@ -30,19 +60,31 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Vec<Diagnost
         diags,
         keras_counts: HashMap::new(),
         flow: Vec::new(),
-        allow: Vec::new(),
+        allow: crate::lint::LintSet::default(),
+        full: false,
     };
+    let too_many = expanded(&spec.layers).err();
     let input = spec
         .input
         .as_ref()
         .map_or_else(Act::unknown, |i| Act::known(&i.value));
-    w.walk(&spec.layers, &[], input, spec.dtype);
+    match too_many {
+        Some(d) => w.diags.push(*d),
+        None => {
+            w.walk(&spec.layers, &[], input, spec.dtype);
+        }
+    }
     if let Some(d) = force_dtype {
         for t in w.tensors.iter_mut().filter(|t| t.dtype != DType::I64) {
             t.dtype = d;
         }
     }
 
+    for t in &w.tensors {
+        if let Some(d) = value_problem(t) {
+            w.diags.push(d.at_path(&t.layer));
+        }
+    }
     let mut seen: HashMap<&str, &TensorDecl> = HashMap::new();
     let mut reported = Vec::new();
     for t in &w.tensors {
@@ -120,15 +162,17 @@ impl Walker<'_> {
 
     fn walk(&mut self, layers: &[LayerSpec], parent: &[String], mut act: Act, dtype: DType) -> Act {
         for (i, layer) in layers.iter().enumerate() {
+            if self.full {
+                return Act::poisoned();
+            }
             let name = self.auto_name(layer, i);
             let dtype = layer.dtype.unwrap_or(dtype);
             if let Kind::Sequential(seq) = &layer.kind {
                 let mut base = parent.to_vec();
                 base.push(name);
                 let copies = seq.repeat.as_ref().map(|r| r.value);
-                let outer_allow = self.allow.len();
-                self.allow
-                    .extend(layer.allow.iter().map(|a| a.value.clone()));
+                let outer_allow = self.allow;
+                self.allow = self.allow.union(layer.allow);
                 for r in 0..copies.unwrap_or(1) {
                     let mut p = base.clone();
                     if copies.is_some() {
@@ -167,17 +211,16 @@ impl Walker<'_> {
                         act = before;
                     }
                     // A broken block would report the same problems in every copy.
-                    if self.diags.len() > problems {
+                    if self.diags.len() > problems || self.full {
                         break;
                     }
                 }
-                self.allow.truncate(outer_allow);
+                self.allow = outer_allow;
                 continue;
             }
             let first_tensor = self.tensors.len();
             let ties_before = self.ties.len();
-            let mut allow = self.allow.clone();
-            allow.extend(layer.allow.iter().map(|a| a.value.clone()));
+            let allow = self.allow.union(layer.allow);
             let mut cx = Cx {
                 layout: self.spec.layout,
                 dtype,
@@ -190,6 +233,7 @@ impl Walker<'_> {
                 diags: self.diags,
                 embeddings: &mut self.embeddings,
                 ties: &mut self.ties,
+                full: &mut self.full,
             };
             act = match &layer.kind {
                 Kind::Dense(l) => l.resolve(&act, &mut cx),
@@ -220,6 +264,77 @@ impl Walker<'_> {
         }
         act
     }
+}
+
+/// Largest working memory for one tensor computed whole (orthogonal, sparse).
+pub const MAX_WHOLE_BYTES: u64 = 2 << 30;
+
+/// A tensor whose values cannot be made: a structured initializer that needs more memory
+/// than [`MAX_WHOLE_BYTES`], or parameters whose values overflow the dtype.
+fn value_problem(t: &TensorDecl) -> Option<Diagnostic> {
+    use crate::init::{num, Dist, Init};
+    let numel = t.numel();
+    let whole = match t.init {
+        Init::Orthogonal { .. } => Some(numel.saturating_mul(8)),
+        // f32 draws, then f64 values.
+        Init::Sparse { .. } => Some(numel.saturating_mul(12)),
+        _ => None,
+    };
+    if let Some(bytes) = whole.filter(|b| *b > MAX_WHOLE_BYTES) {
+        return Some(
+            Diagnostic::error(
+                diag::INPUT_LIMIT,
+                t.span,
+                format!(
+                    "`{}` computes `{}` {:?} whole, which needs {:.1} GiB, over the {} GiB limit",
+                    t.choice.written,
+                    t.name,
+                    t.shape,
+                    bytes as f64 / (1u64 << 30) as f64,
+                    MAX_WHOLE_BYTES >> 30
+                ),
+            )
+            .label("too large to compute whole")
+            .help("use a random initializer that is drawn element by element (normal, uniform, glorot_*) for a tensor this large"),
+        );
+    }
+    let max = match t.dtype {
+        DType::F16 => 65504.0,
+        DType::BF16 => 3.389_531_389_251_535_5e38,
+        DType::F32 => f32::MAX as f64,
+        DType::F64 => f64::MAX,
+        DType::I64 => return None,
+    };
+    // Largest |x| the sampler can produce: inverse-CDF normals stay within 9 std.
+    let (reach, width_ok) = match t.init.dist(t.fans) {
+        Dist::Constant(v) => (v.abs(), true),
+        Dist::Uniform { low, high } => (low.abs().max(high.abs()), (high - low).is_finite()),
+        Dist::Normal { mean, std } => (mean.abs() + 9.0 * std, true),
+        Dist::TruncatedNormal { low, high, .. } => (low.abs().max(high.abs()), true),
+        Dist::Structured => match t.init {
+            Init::Orthogonal { gain, .. } | Init::Identity { gain } => (gain.abs(), true),
+            Init::Sparse { std, .. } => (9.0 * std, true),
+            _ => (1.0, true),
+        },
+    };
+    if reach.is_finite() && reach <= max && width_ok {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            diag::INVALID_PARAMETER,
+            t.span,
+            format!(
+                "`{}` gives `{}` values beyond what {} holds (largest finite {}): the tensor would be inf or NaN",
+                t.choice.written,
+                t.name,
+                t.dtype.name(),
+                num(max)
+            ),
+        )
+        .label(format!("values reach {}", num(reach)))
+        .help("use parameters whose values fit the dtype (a bound or a std of a few units at most)"),
+    )
 }
 
 fn is_known(a: &Act) -> bool {

@@ -1,7 +1,7 @@
 //! Typed reads from a spanned map, recording which keys were asked for so that the
 //! rest can be reported as unknown with a suggestion.
 
-use crate::diag::{self, did_you_mean, Diagnostic};
+use crate::diag::{self, did_you_mean, Diagnostic, Diags};
 use crate::source::Span;
 use crate::syntax::{Entry, Node, Value};
 
@@ -21,12 +21,12 @@ pub struct Fields<'a> {
     pub span: Span,
     asked: Vec<&'static str>,
     /// Where problems go.
-    pub diags: &'a mut Vec<Diagnostic>,
+    pub diags: &'a mut Diags,
 }
 
 impl<'a> Fields<'a> {
     /// Starts reading `node`, which must be a map (else a diagnostic and `None`).
-    pub fn new(node: &'a Node, what: &str, diags: &'a mut Vec<Diagnostic>) -> Option<Fields<'a>> {
+    pub fn new(node: &'a Node, what: &str, diags: &'a mut Diags) -> Option<Fields<'a>> {
         match &node.value {
             Value::Map(entries) => Some(Fields {
                 entries,
@@ -119,7 +119,8 @@ impl<'a> Fields<'a> {
                 span: n.span,
             }),
             _ => {
-                self.diags.push(wrong_type(n, key, "a number", "1e-5"));
+                self.diags
+                    .push(wrong_type(n, key, "a finite number", "1e-5"));
                 None
             }
         }
@@ -230,7 +231,7 @@ pub fn invalid_choice(span: Span, key: &str, got: &str, choices: &[&str]) -> Dia
 }
 
 /// Reads a whole number in [0, 2^64).
-pub fn as_u64(n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<u64> {
+pub fn as_u64(n: &Node, key: &str, diags: &mut Diags) -> Option<u64> {
     match n.value {
         Value::Int(i) if i < 0 => {
             diags.push(
@@ -265,7 +266,7 @@ pub fn as_u64(n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<u64> {
 }
 
 /// Reads a size: a whole number ≥ 1.
-pub fn as_size(n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<u64> {
+pub fn as_size(n: &Node, key: &str, diags: &mut Diags) -> Option<u64> {
     let v = as_u64(n, key, diags)?;
     if v == 0 {
         diags.push(
@@ -284,9 +285,9 @@ pub fn sizes(
     key: &str,
     rank: usize,
     allow_zero: bool,
-    diags: &mut Vec<Diagnostic>,
+    diags: &mut Diags,
 ) -> Option<Vec<u64>> {
-    let one = |n: &Node, diags: &mut Vec<Diagnostic>| {
+    let one = |n: &Node, diags: &mut Diags| {
         if allow_zero {
             as_u64(n, key, diags)
         } else {

@@ -5,7 +5,7 @@ pub mod fields;
 
 pub use fields::{Fields, Sp};
 
-use crate::diag::{self, did_you_mean, Diagnostic};
+use crate::diag::{self, did_you_mean, Diagnostic, Diags};
 use crate::init::{parse_initializer, InitSpec};
 use crate::layers::{self, Kind};
 use crate::lint::{self, Level};
@@ -65,7 +65,7 @@ pub struct LayerSpec {
     /// `dtype` override.
     pub dtype: Option<DType>,
     /// `allow`: lints silenced for this layer.
-    pub allow: Vec<Sp<String>>,
+    pub allow: lint::LintSet,
     /// Initializers written on the layer.
     pub inits: Inits,
     /// The whole layer.
@@ -75,7 +75,7 @@ pub struct LayerSpec {
 }
 
 /// Lowers a parsed file into a [`Spec`]; problems go to `diags`.
-pub fn lower(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
+pub fn lower(root: &Node, diags: &mut Diags) -> Option<Spec> {
     if root.value == Value::Null {
         diags.push(Diagnostic {
             primary: None,
@@ -179,7 +179,7 @@ fn read_inits(f: &mut Fields<'_>, keys: &[&'static str], layout: Layout) -> Init
     Inits(out)
 }
 
-fn read_lints(n: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(Sp<String>, Level)> {
+fn read_lints(n: &Node, diags: &mut Diags) -> Vec<(Sp<String>, Level)> {
     let Value::Map(entries) = &n.value else {
         diags.push(fields::wrong_type(
             n,
@@ -219,7 +219,7 @@ fn read_lints(n: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(Sp<String>, Level)>
 }
 
 /// Checks a lint name against the registry; reports and returns false if unknown.
-pub fn check_lint_name(name: &Sp<String>, diags: &mut Vec<Diagnostic>) -> bool {
+pub fn check_lint_name(name: &Sp<String>, diags: &mut Diags) -> bool {
     if lint::find(&name.value).is_some() {
         return true;
     }
@@ -245,7 +245,7 @@ pub fn read_layers(
     n: &Node,
     layout: Layout,
     parent: &str,
-    diags: &mut Vec<Diagnostic>,
+    diags: &mut Diags,
 ) -> Option<Vec<LayerSpec>> {
     let Value::Seq(items) = &n.value else {
         diags.push(fields::wrong_type(
@@ -258,6 +258,9 @@ pub fn read_layers(
     };
     let mut layers = Vec::new();
     for (index, item) in items.iter().enumerate() {
+        if diags.is_full() {
+            break;
+        }
         let first = diags.len();
         let segment = layer_name(item).unwrap_or_else(|| index.to_string());
         let path = match (parent.is_empty(), layout) {
@@ -268,7 +271,7 @@ pub fn read_layers(
         // A layer that cannot be read stays in place as `Invalid`, so later layers are
         // still resolved (and report their own problems) without cascading errors.
         layers.push(read_layer(item, layout, &path, diags).unwrap_or_else(|| invalid(item)));
-        for d in &mut diags[first..] {
+        for d in diags.since(first) {
             if d.path.is_none() {
                 d.path = Some(path.clone());
             }
@@ -282,7 +285,7 @@ fn invalid(n: &Node) -> LayerSpec {
         name: None,
         kind: Kind::Invalid,
         dtype: None,
-        allow: Vec::new(),
+        allow: lint::LintSet::default(),
         inits: Inits::default(),
         span: n.span,
         type_span: n.span,
@@ -299,12 +302,7 @@ fn layer_name(n: &Node) -> Option<String> {
     }
 }
 
-fn read_layer(
-    n: &Node,
-    layout: Layout,
-    path: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<LayerSpec> {
+fn read_layer(n: &Node, layout: Layout, path: &str, diags: &mut Diags) -> Option<LayerSpec> {
     let mut f = Fields::new(n, "a layer", diags)?;
     let ty = match f.str("type") {
         Some(t) => t,
@@ -334,7 +332,7 @@ fn read_layer(
         }
     }
     let dtype = dtype_field(&mut f);
-    let mut allow = Vec::new();
+    let mut allow = lint::LintSet::default();
     if let Some(a) = f.node("allow") {
         let items: Vec<&Node> = match &a.value {
             Value::Seq(items) => items.iter().collect(),
@@ -348,7 +346,7 @@ fn read_layer(
                         span: i.span,
                     };
                     if check_lint_name(&s, f.diags) {
-                        allow.push(s);
+                        allow.insert(&s.value);
                     }
                 }
                 _ => f.diags.push(fields::wrong_type(

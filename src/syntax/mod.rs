@@ -62,6 +62,8 @@ impl Value {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
             Value::Int(_) => "an integer",
+            Value::Float(f) if f.is_nan() => "NaN (not a number)",
+            Value::Float(f) if f.is_infinite() => "an infinite number (inf, or past 1.8e308)",
             Value::Float(_) => "a number",
             Value::Str(_) => "a string",
             Value::Seq(_) => "a list",

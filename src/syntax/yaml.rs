@@ -13,7 +13,7 @@ use super::{depth_error, limit, parse_int, Entry, Node, Value, MAX_DEPTH, MAX_NO
 use crate::diag::{self, Diagnostic};
 use crate::source::Span;
 use saphyr_parser::{Event, Parser, ScalarStyle};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Maps saphyr's character indices to byte offsets.
 struct Offsets<'a> {
@@ -61,31 +61,135 @@ enum Frame {
         items: Vec<Node>,
         start: usize,
         anchor: usize,
+        /// Nodes in this subtree so far (itself included).
+        size: usize,
     },
     Map {
         entries: Vec<Entry>,
+        /// Key → position in `entries`, once the map is large enough for a linear search
+        /// per key to be quadratic.
+        index: HashMap<String, usize>,
         key: Option<(String, Span)>,
-        merges: Vec<Node>,
+        merges: Vec<(Node, usize)>,
         start: usize,
         anchor: usize,
+        size: usize,
     },
+}
+
+/// Maps with more keys than this look keys up in a hash map instead of a list.
+const INDEXED_MAP: usize = 16;
+
+/// The position of `key` among `entries` (through `index` once built).
+fn find_key(entries: &[Entry], index: &mut HashMap<String, usize>, key: &str) -> Option<usize> {
+    if entries.len() <= INDEXED_MAP {
+        return entries.iter().position(|e| e.key == key);
+    }
+    if index.len() < entries.len() {
+        for (i, e) in entries.iter().enumerate().skip(index.len()) {
+            index.entry(e.key.clone()).or_insert(i);
+        }
+    }
+    index.get(key).copied()
 }
 
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchors that an alias refers to, with the size of their subtree.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchor ids referred to by some alias; only those are kept (a copy each).
+    used: HashSet<usize>,
     nodes: usize,
     root: Option<Node>,
     errors: Vec<Diagnostic>,
 }
 
+/// The anchor ids that aliases in `text` refer to (a first, cheap pass over the events;
+/// stops at a syntax error, which the real pass reports).
+fn aliased(text: &str) -> HashSet<usize> {
+    let mut used = HashSet::new();
+    if !text.contains('*') {
+        return used;
+    }
+    let mut parser = Parser::new_from_str(text);
+    while let Some(Ok((event, _))) = parser.next_event() {
+        if let Event::Alias(id) = event {
+            used.insert(id);
+        }
+    }
+    used
+}
+
+/// Offset where flow collections (`[...]`, `{...}`, all of JSON) pass [`MAX_NODES`]
+/// values, if they do. saphyr buffers a flow collection's tokens until it ends (it may be
+/// a key), at some 350 bytes each, before any event reaches the node budget; this scan
+/// bounds that buffer first.
+fn flow_too_large(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut depth, mut items, mut i) = (0usize, 0usize, 0usize);
+    let mut line_start = true;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            // A quote inside a plain word (`it's`) starts no string.
+            b'\''
+                if line_start
+                    || i == 0
+                    || matches!(b[i - 1], b' ' | b'\t' | b'[' | b'{' | b',' | b':' | b'\n') =>
+            {
+                i += 1;
+                while i < b.len() && b[i] != b'\'' {
+                    i += 1;
+                }
+            }
+            b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                items += 1;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth > 0 => items += 1,
+            _ => {}
+        }
+        line_start = c == b'\n';
+        if items > MAX_NODES {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Parses YAML text.
 pub(super) fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
+    if let Some(at) = flow_too_large(text) {
+        let span = Span::new(at, (at + 1).min(text.len()));
+        return Err(vec![limit(
+            span,
+            format!("flow collections (`[...]`, `{{...}}`) hold more than {MAX_NODES} values"),
+        )
+        .label("the limit passes here")
+        .help(
+            "a model spec is far smaller; use `repeat:` on a `sequential` to stamp a block N times",
+        )]);
+    }
     let offsets = Offsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
+        used: aliased(text),
         nodes: 0,
         root: None,
         errors: Vec::new(),
@@ -142,16 +246,19 @@ pub(super) fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
                     items: Vec::new(),
                     start: span.start,
                     anchor,
+                    size: 1,
                 },
                 span,
             ),
             Event::MappingStart(anchor, _) => b.open(
                 Frame::Map {
                     entries: Vec::new(),
+                    index: HashMap::new(),
                     key: None,
                     merges: Vec::new(),
                     start: span.start,
                     anchor,
+                    size: 1,
                 },
                 span,
             ),
@@ -205,27 +312,30 @@ impl Builder {
     }
 
     fn close(&mut self, end: usize) -> Result<(), Diagnostic> {
-        let node = match self.stack.pop() {
+        let (node, size) = match self.stack.pop() {
             Some(Frame::Seq {
                 items,
                 start,
                 anchor,
+                size,
             }) => {
                 let node = Node {
                     value: Value::Seq(items),
                     span: Span::new(start, end),
                 };
-                self.remember(anchor, &node);
-                node
+                self.remember(anchor, &node, size)?;
+                (node, size)
             }
             Some(Frame::Map {
                 mut entries,
+                mut index,
                 merges,
                 start,
                 anchor,
+                mut size,
                 ..
             }) => {
-                for m in merges {
+                for (m, _) in merges {
                     let sources = match m.value {
                         Value::Map(es) => vec![es],
                         Value::Seq(items) => {
@@ -242,7 +352,8 @@ impl Builder {
                     };
                     for es in sources {
                         for e in es {
-                            if !entries.iter().any(|x| x.key == e.key) {
+                            if find_key(&entries, &mut index, &e.key).is_none() {
+                                size += e.value.count();
                                 entries.push(e);
                             }
                         }
@@ -252,18 +363,22 @@ impl Builder {
                     value: Value::Map(entries),
                     span: Span::new(start, end),
                 };
-                self.remember(anchor, &node);
-                node
+                self.remember(anchor, &node, size)?;
+                (node, size)
             }
             None => return Ok(()),
         };
-        self.push(node)
+        self.push(node, size)
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+    /// Keeps a copy of an anchored node for the aliases that refer to it; the copy counts
+    /// against the node budget, so nested anchors cannot multiply memory unseen.
+    fn remember(&mut self, anchor: usize, node: &Node, size: usize) -> Result<(), Diagnostic> {
+        if anchor > 0 && self.used.contains(&anchor) {
+            self.count(size, node.span)?;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
+        Ok(())
     }
 
     fn scalar(
@@ -293,17 +408,22 @@ impl Builder {
                             .label("this number does not fit in 128 bits")
                             .help("check the number for a typo; sizes must fit in 64 bits"),
                     );
+                    if self.errors.len() >= diag::MAX_DIAGNOSTICS {
+                        return Err(limit(span, "more than 1000 numbers out of range")
+                            .label("stopped here")
+                            .help("check how this file was written"));
+                    }
                     Value::Null
                 }
             }
         };
         let node = Node { value, span };
-        self.remember(anchor, &node);
-        self.push(node)
+        self.remember(anchor, &node, 1)?;
+        self.push(node, 1)
     }
 
     fn alias(&mut self, id: usize, span: Span) -> Result<(), Diagnostic> {
-        let Some(target) = self.anchors.get(&id) else {
+        let Some((_, n)) = self.anchors.get(&id) else {
             return Err(Diagnostic::error(
                 diag::SYNTAX,
                 span,
@@ -311,9 +431,9 @@ impl Builder {
             ));
         };
         // Count before cloning so an alias bomb is refused before it allocates.
-        let n = target.count();
+        let n = *n;
         self.count(n, span)?;
-        let node = self.anchors[&id].clone();
+        let node = self.anchors[&id].0.clone();
         if let Some(Frame::Map { key: None, .. }) = self.stack.last() {
             return match node.value {
                 Value::Str(s) => {
@@ -329,38 +449,41 @@ impl Builder {
                 )),
             };
         }
-        self.push(node)
+        self.push(node, n)
     }
 
-    fn push(&mut self, node: Node) -> Result<(), Diagnostic> {
+    fn push(&mut self, node: Node, nodes: usize) -> Result<(), Diagnostic> {
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
                 Ok(())
             }
-            Some(Frame::Seq { items, .. }) => {
+            Some(Frame::Seq { items, size, .. }) => {
                 items.push(node);
+                *size += nodes;
                 Ok(())
             }
             Some(Frame::Map {
                 entries,
+                index,
                 key,
                 merges,
+                size,
                 ..
             }) => {
                 let (k, key_span) = key.take().expect("scalar() fills the key first");
                 if k == "<<" {
-                    merges.push(node);
+                    merges.push((node, nodes));
                     return Ok(());
                 }
-                if let Some(first) = entries.iter().find(|e| e.key == k) {
+                if let Some(first) = find_key(entries, index, &k) {
                     return Err(Diagnostic::error(
                         diag::SYNTAX,
                         key_span,
                         format!("duplicate key `{k}`"),
                     )
                     .label("defined again here")
-                    .also(first.key_span, "first defined here")
+                    .also(entries[first].key_span, "first defined here")
                     .help("remove one of the two"));
                 }
                 entries.push(Entry {
@@ -368,6 +491,7 @@ impl Builder {
                     key_span,
                     value: node,
                 });
+                *size += nodes;
                 Ok(())
             }
         }
