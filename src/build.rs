@@ -43,6 +43,45 @@ impl<'a> Generator<'a> {
 
     /// [`Generator::fill`] on the calling thread alone.
     pub fn fill_here(&self, first: u64, chunk: &mut [u8]) {
+        self.fill_values(first, chunk);
+        // Elements the layer keeps at zero (an embedding's padding row) whatever the initializer.
+        if let Some(z) = &self.decl.zeroed {
+            let size = self.decl.dtype.size();
+            let end = first + (chunk.len() as u64) / size;
+            let (a, b) = (z.start.max(first), z.end.min(end));
+            if a < b {
+                chunk[((a - first) * size) as usize..((b - first) * size) as usize].fill(0);
+            }
+        }
+    }
+
+    /// Elements `start .. start + out.len()` as f64, as stored (rounded to the dtype).
+    pub fn values_into(&self, start: u64, out: &mut [f64]) {
+        match self.decl.dtype {
+            DType::F64 | DType::I64 | DType::I32 | DType::Bool => self.plan.fill_f64(start, out),
+            dtype => {
+                let round: fn(f32) -> f64 = match dtype {
+                    DType::F16 => |x| half::f16::from_f32(x).to_f64(),
+                    DType::BF16 => |x| half::bf16::from_f32(x).to_f64(),
+                    _ => f64::from,
+                };
+                let mut v = [0f32; 2048];
+                for (i, c) in out.chunks_mut(2048).enumerate() {
+                    let v = &mut v[..c.len()];
+                    self.plan.fill_f32(start + (i * 2048) as u64, v);
+                    c.iter_mut().zip(v.iter()).for_each(|(o, x)| *o = round(*x));
+                }
+            }
+        }
+        if let Some(z) = &self.decl.zeroed {
+            let end = start + out.len() as u64;
+            for i in z.start.max(start)..z.end.min(end) {
+                out[(i - start) as usize] = 0.0;
+            }
+        }
+    }
+
+    fn fill_values(&self, first: u64, chunk: &mut [u8]) {
         let dtype = self.decl.dtype;
         let size = dtype.size() as usize;
         // In memory, f32s and f64s are their little-endian bytes: generate straight into the
@@ -68,13 +107,17 @@ impl<'a> Generator<'a> {
         let mut at = first;
         for c in chunk.chunks_mut(BLOCK * size) {
             let n = c.len() / size;
-            if matches!(dtype, DType::F64 | DType::I64) {
+            if matches!(dtype, DType::F64 | DType::I64 | DType::I32 | DType::Bool) {
                 let mut v = [0f64; BLOCK];
                 let v = &mut v[..n];
                 self.plan.fill_f64(at, v);
-                let out = c.chunks_exact_mut(8).zip(v.iter());
+                let out = c.chunks_exact_mut(size).zip(v.iter());
                 match dtype {
                     DType::F64 => out.for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),
+                    DType::I32 => {
+                        out.for_each(|(c, x)| c.copy_from_slice(&(*x as i32).to_le_bytes()))
+                    }
+                    DType::Bool => out.for_each(|(c, x)| c[0] = u8::from(*x != 0.0)),
                     _ => out.for_each(|(c, x)| c.copy_from_slice(&(*x as i64).to_le_bytes())),
                 }
             } else {
@@ -89,24 +132,9 @@ impl<'a> Generator<'a> {
 
     /// All values as f64 (for tests and in-process use).
     pub fn values_f64(&self) -> Vec<f64> {
-        let n = self.decl.numel() as usize;
-        match self.decl.dtype {
-            DType::F64 | DType::I64 => {
-                let mut v = vec![0f64; n];
-                self.plan.fill_f64(0, &mut v);
-                v
-            }
-            dtype => {
-                let round: fn(f32) -> f64 = match dtype {
-                    DType::F16 => |x| half::f16::from_f32(x).to_f64(),
-                    DType::BF16 => |x| half::bf16::from_f32(x).to_f64(),
-                    _ => f64::from,
-                };
-                let mut v = vec![0f32; n];
-                self.plan.fill_f32(0, &mut v);
-                v.into_iter().map(round).collect()
-            }
-        }
+        let mut v = vec![0f64; self.decl.numel() as usize];
+        self.values_into(0, &mut v);
+        v
     }
 }
 
@@ -177,6 +205,8 @@ pub fn build_varmap(model: &Model) -> Result<candle_nn::VarMap, CandleError> {
                 DType::BF16 => candle_core::DType::BF16,
                 DType::F64 => candle_core::DType::F64,
                 DType::I64 => candle_core::DType::I64,
+                DType::I32 => candle_core::DType::I32,
+                DType::Bool => candle_core::DType::U8,
             };
             let tensor = Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)
                 .map_err(CandleError)?;

@@ -231,8 +231,8 @@ codes! {
     INPUT_LIMIT = "input-limit", "the spec exceeds a safety limit (size, nesting, values, layers, tensors, memory)",
         "specc refuses inputs that would take unbounded time or memory: files over 16 MiB, \
          nesting deeper than 64 levels, more than 1,000,000 values (after YAML aliases are \
-         expanded: \"billion laughs\"), a model of more than 1,000,000 layers or tensors once \
-         `repeat` is applied, a structured initializer (orthogonal, sparse) that would need more \
+         expanded: \"billion laughs\"), a model of more than 1,000,000 layers or 250,000 tensors \
+         once `repeat` is applied, a structured initializer (orthogonal, sparse) that would need more \
          than 2 GiB of memory to compute, and more than 1,000 problems in one file. A real model \
          spec is far below every limit; use `repeat:` on a `sequential` instead of copying blocks.";
     NOT_UTF8 = "not-utf8", "the file is not UTF-8 text",
@@ -253,9 +253,15 @@ codes! {
          `padding` or `activation` word, a negative number where a size is expected, a number \
          too large for its field. The help line lists the valid choices.";
     UNKNOWN_LAYER_TYPE = "unknown-layer-type", "a layer `type` that specc does not know",
-        "Layer types are: dense, conv1d, conv2d, embedding, layer_norm, rms_norm, batch_norm, \
-         lstm, gru, multi_head_attention, max_pool2d, avg_pool2d, activation, dropout, flatten, \
-         global_avg_pool2d, sequential. The help line names the nearest one.";
+        "Layer types are: dense, conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, \
+         conv_transpose3d, depthwise_conv2d, separable_conv2d (keras), embedding, layer_norm, \
+         rms_norm, batch_norm, group_norm, instance_norm, normalization (keras), prelu, lstm, \
+         gru, rnn, multi_head_attention, max_pool1d, max_pool2d, max_pool3d, avg_pool1d, \
+         avg_pool2d, avg_pool3d, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, \
+         adaptive_max_pool2d, global_avg_pool1d, global_avg_pool2d, global_avg_pool3d, \
+         global_max_pool1d, global_max_pool2d, upsample, permute, reshape, flatten, activation, \
+         dropout, parameter, sequential, parallel. docs/format.md describes each; the help line \
+         names the nearest one.";
     UNKNOWN_INITIALIZER = "unknown-initializer", "an initializer name that specc does not know",
         "Initializer names are those of Keras (glorot_uniform, he_normal, truncated_normal, ...) \
          and PyTorch (xavier_uniform, kaiming_normal, trunc_normal, ...), plus `default`. Case, \

@@ -6,8 +6,9 @@ use serde::Serialize;
 
 /// Most layers (each copy of a repeated block counted) a resolved model may have.
 pub const MAX_LAYERS: u64 = 1_000_000;
-/// Most tensors a resolved model may have (the largest real models have some 100,000).
-pub const MAX_TENSORS: usize = 1_000_000;
+/// Most tensors a resolved model may have (the largest real models have some 50,000:
+/// DeepSeek-V3 with every expert apart).
+pub const MAX_TENSORS: usize = 250_000;
 
 /// Element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -21,30 +22,47 @@ pub enum DType {
     BF16,
     /// IEEE binary64.
     F64,
-    /// 64-bit signed integer (only BatchNorm's `num_batches_tracked`).
+    /// 64-bit signed integer (BatchNorm's `num_batches_tracked`, index buffers).
     I64,
+    /// 32-bit signed integer (Keras' `count`, `parameter` tensors).
+    I32,
+    /// Boolean, one byte (`parameter` masks).
+    Bool,
 }
 
 impl DType {
-    /// The names a spec may write (`dtype:`).
+    /// The floating-point names a spec may write (`dtype:` of the spec or a layer).
     pub const SPEC_NAMES: [&'static str; 4] = ["f32", "f16", "bf16", "f64"];
 
-    /// Parses a spec dtype word.
+    /// Every name a `parameter` may write: the floating-point ones and the integer ones.
+    pub const PARAMETER_NAMES: [&'static str; 7] =
+        ["f32", "f16", "bf16", "f64", "int32", "int64", "bool"];
+
+    /// Parses a dtype word.
     pub fn from_spec(s: &str) -> Option<DType> {
         Some(match s {
             "f32" => DType::F32,
             "f16" => DType::F16,
             "bf16" => DType::BF16,
             "f64" => DType::F64,
+            "int32" => DType::I32,
+            "int64" => DType::I64,
+            "bool" => DType::Bool,
             _ => return None,
         })
+    }
+
+    /// Whether it holds floating-point values (`--dtype` replaces only these).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
     }
 
     /// Bytes per element.
     pub fn size(self) -> u64 {
         match self {
+            DType::Bool => 1,
             DType::F16 | DType::BF16 => 2,
-            DType::F32 => 4,
+            DType::F32 | DType::I32 => 4,
             DType::F64 | DType::I64 => 8,
         }
     }
@@ -56,7 +74,9 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::F64 => "f64",
-            DType::I64 => "i64",
+            DType::I64 => "int64",
+            DType::I32 => "int32",
+            DType::Bool => "bool",
         }
     }
 
@@ -68,6 +88,8 @@ impl DType {
             DType::BF16 => "BF16",
             DType::F64 => "F64",
             DType::I64 => "I64",
+            DType::I32 => "I32",
+            DType::Bool => "BOOL",
         }
     }
 }
@@ -114,6 +136,14 @@ pub enum Role {
     RunningVar,
     /// BatchNorm step counter (buffer, int64).
     NumBatchesTracked,
+    /// A `parameter`: a free tensor the model uses as it likes.
+    Parameter,
+    /// PReLU's learned slope.
+    Alpha,
+    /// A weight-normalized layer's magnitude g, computed from its direction v.
+    WeightNormScale,
+    /// A count of samples seen (Keras `Normalization`, int32).
+    Count,
 }
 
 /// fan_in and fan_out of a tensor, from its layer's meaning.
@@ -125,13 +155,38 @@ pub struct Fans {
     pub fan_out: u64,
 }
 
+/// Where a tensor's initializer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitSource {
+    /// Written on the layer.
+    Layer,
+    /// The spec's `defaults`.
+    Defaults,
+    /// The framework's own choice (`default`).
+    Framework,
+}
+
+/// Where a tensor's fans come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FansFrom {
+    /// The layer's meaning (a dense kernel's input and output sizes).
+    Layer,
+    /// The stored shape, as the layout's framework reads it (depthwise and transposed
+    /// kernels, `parameter` tensors): what its users expect, stated in the summary.
+    Storage,
+    /// Written in the spec (`parameter.fans`).
+    Spec,
+}
+
 /// How a tensor's initializer was chosen.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InitChoice {
     /// The canonical name as written (`he_normal`), or `default`.
     pub written: String,
-    /// Where it came from: `layer`, `defaults` or `framework`.
-    pub source: &'static str,
+    /// Where it came from.
+    pub source: InitSource,
     /// The framework rule `default` stands for, in words (`kaiming_uniform(a=sqrt(5))`).
     pub default_rule: Option<String>,
 }
@@ -153,8 +208,20 @@ pub struct TensorDecl {
     pub init: Init,
     /// How the initializer was chosen.
     pub choice: InitChoice,
-    /// fan_in / fan_out from the layer's meaning.
+    /// fan_in / fan_out.
     pub fans: Fans,
+    /// Where the fans come from.
+    pub fans_from: FansFrom,
+    /// Inputs summed into one output, and outputs one input feeds, by the layer's meaning
+    /// (for the signal prediction; equal to the fans unless they come from storage).
+    pub reach: (f64, f64),
+    /// For a convolution kernel, the storage axes of its output and input channels (what
+    /// `dirac` places its taps along); `None` for any other tensor.
+    pub channel_axes: Option<(usize, usize)>,
+    /// Whether training updates it (false for buffers and frozen tables).
+    pub trainable: bool,
+    /// Elements set to zero after the initializer (an embedding's `padding_idx` row).
+    pub zeroed: Option<std::ops::Range<u64>>,
     /// The seed its values derive from.
     pub seed: u64,
     /// The spec text that defines it (the initializer if written, else the layer).
@@ -204,25 +271,114 @@ pub struct Model {
     pub lint_levels: Vec<(String, crate::lint::Level, Span)>,
 }
 
-/// One step of the model's data flow.
+/// How a block combines its input and its branches' outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Merge {
+    /// Elementwise sum.
+    Add,
+    /// Joined along the channel axis.
+    Concat,
+    /// Elementwise product (size-1 axes broadcast).
+    Multiply,
+    /// softmax(q·kᵀ)·v: the last branch carries the values (or experts, for a router).
+    Attention,
+}
+
+impl Merge {
+    /// The spec's word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Merge::Add => "add",
+            Merge::Concat => "concat",
+            Merge::Multiply => "multiply",
+            Merge::Attention => "attention",
+        }
+    }
+}
+
+/// A block's topology: how its branches read and combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// How several branches combine (`parallel`); `None` for one chain (`sequential`).
+    pub merge: Option<Merge>,
+    /// How the block's input joins the result (`residual`), if it does.
+    pub residual: Option<Merge>,
+}
+
+/// One step of the model's data flow, in order; blocks are bracketed by markers so that
+/// passes over the flow follow branches and residuals with a stack.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// A layer.
     Layer(LayerInfo),
-    /// Entering one copy of a `sequential`.
+    /// Entering a block (one copy of a repeated `sequential`, or a `parallel`): its
+    /// input is what every branch reads.
     Enter {
         /// The block's path.
         path: String,
-        /// Whether its output is added to its input.
-        residual: bool,
+        /// How it combines.
+        topology: Topology,
     },
-    /// Leaving it.
+    /// Between two branches of a `parallel`: the previous branch ends here, and the next
+    /// starts again from the block's input.
+    Branch,
+    /// Leaving the block.
     Exit {
         /// The block's path.
         path: String,
-        /// Whether its output is added to its input.
-        residual: bool,
+        /// How it combines.
+        topology: Topology,
+        /// Channels of each branch's output, then of the block's input (a concat's weights).
+        widths: Vec<Option<u64>>,
     },
+}
+
+/// What kind of layer it is, for the lints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerClass {
+    /// Its kernels make its units differ (dense, conv, recurrent, attention).
+    Weight,
+    /// It normalizes the stream (layer, RMS, batch, group, instance norm).
+    Norm,
+    /// It looks rows up (the signal starts there).
+    Embedding,
+    /// A pointwise function (activation, PReLU).
+    Pointwise,
+    /// It only moves or reshapes values (pooling, flatten, dropout, ...).
+    Shape,
+    /// A free tensor the stream passes by unchanged.
+    Parameter,
+}
+
+/// How the predicted signal passes through a layer (lint/signal.rs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Signal {
+    /// A linear map of its fan_in inputs (dense, conv): q = fan_in·E[w²]·E[x²] + E[b²],
+    /// then its activation.
+    Linear,
+    /// Self-attention: the value projection, then the output projection.
+    Attention,
+    /// A recurrent cell: the input kernel, then tanh of a sigmoid-gated state (LSTM,
+    /// GRU), or the simple cell's activation.
+    Recurrent {
+        /// A simple RNN's nonlinearity; `None` for a gated cell.
+        simple: Option<crate::layers::Activation>,
+    },
+    /// Normalizes: the stream leaves with E[(offset + γ)²] + E[β²].
+    Norm {
+        /// Added to the stored scale (Gemma's RMSNorm applies 1 + w).
+        offset: f64,
+    },
+    /// Looks up rows: the stream starts (or, after another embedding, adds) E[w²].
+    Embedding,
+    /// Applies a pointwise function.
+    Activation(crate::layers::Activation),
+    /// PReLU: slope `alpha` on the negative side.
+    Prelu,
+    /// Leaves the scale as it is.
+    Pass,
 }
 
 /// What the lints need to know about a layer.
@@ -232,8 +388,12 @@ pub struct LayerInfo {
     pub path: String,
     /// The spec's `type`.
     pub kind: &'static str,
+    /// What kind of layer it is.
+    pub class: LayerClass,
+    /// How the signal passes through it.
+    pub signal: Signal,
     /// The activation at its output (its own `activation`, or the `function` of an activation layer).
-    pub activation: Option<&'static str>,
+    pub activation: Option<crate::layers::Activation>,
     /// Indices into [`Model::tensors`] of the tensors it declares.
     pub tensors: Vec<usize>,
     /// The embedding tensor it reuses, for a tied dense layer.

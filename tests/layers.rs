@@ -323,7 +323,8 @@ fn recurrent_keras_cells_and_defaults() {
     let names: Vec<String> = b.tensors.iter().map(|t| t.name.clone()).collect();
     assert_eq!(names[0], "enc/forward_lstm/lstm_cell/kernel");
     assert_eq!(names[3], "enc/backward_lstm/lstm_cell/kernel");
-    assert_eq!(names[6], "enc_1/forward_lstm/lstm_cell/kernel");
+    // Each wrapped LSTM takes an automatic name of its own (reference/LAYERS2.md §2.5).
+    assert_eq!(names[6], "enc_1/forward_lstm_1/lstm_cell/kernel");
     assert_eq!(b.tensors[6].shape, vec![4, 8]);
 }
 
@@ -480,7 +481,10 @@ fn dtype_per_layer_and_defaults_section() {
     assert_eq!(m.tensors[0].dtype, DType::BF16);
     assert_eq!(m.tensors[2].dtype, DType::F32);
     assert_eq!(m.tensors[0].choice.written, "he_normal");
-    assert_eq!(m.tensors[0].choice.source, "defaults");
+    assert_eq!(
+        m.tensors[0].choice.source,
+        specc::model::InitSource::Defaults
+    );
     assert_eq!(m.tensors[1].init, Init::Constant { value: 0.1 });
     assert_eq!(m.tensors[2].seed, 9);
     assert_eq!(m.tensors[0].seed, 0);

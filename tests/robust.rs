@@ -654,9 +654,9 @@ fn issue13_toml_limits_and_strings_the_old_scan_misread() {
 #[test]
 fn issue13_headers_too_large_for_readers_are_refused_and_shards_carry_their_own() {
     let d = tempfile::tempdir().unwrap();
-    let name = "n".repeat(300);
+    let name = "n".repeat(1000);
     let spec = spec_in(d.path(), "wide.yaml", &format!(
-        "name: m\ninput: [1]\nlayers:\n  - {{type: sequential, name: {name}, repeat: 300000, layers: [{{type: dense, units: 1, use_bias: false}}]}}\n"
+        "name: m\ninput: [1]\nlayers:\n  - {{type: sequential, name: {name}, repeat: 100000, layers: [{{type: dense, units: 1, use_bias: false}}]}}\n"
     ));
     let out = d.path().join("m.safetensors");
     let o = run_timed(

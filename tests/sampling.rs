@@ -3,7 +3,7 @@
 
 use specc::build::Generator;
 use specc::init::{normal_cdf, Flatten, Init, TRUNC_STD_2};
-use specc::model::{InitChoice, Layout, Role, TensorDecl};
+use specc::model::{FansFrom, InitChoice, InitSource, Layout, Role, TensorDecl};
 use specc::{DType, Fans};
 
 const N: u64 = 200_000;
@@ -18,13 +18,18 @@ fn decl(init: Init, shape: &[u64], fans: (u64, u64), dtype: DType) -> TensorDecl
         init,
         choice: InitChoice {
             written: "test".into(),
-            source: "layer",
+            source: InitSource::Layer,
             default_rule: None,
         },
         fans: Fans {
             fan_in: fans.0,
             fan_out: fans.1,
         },
+        fans_from: FansFrom::Layer,
+        reach: (fans.0 as f64, fans.1 as f64),
+        channel_axes: None,
+        trainable: true,
+        zeroed: None,
         seed: 1234,
         span: Default::default(),
     }
@@ -316,7 +321,14 @@ fn variance_scaling_family_matches_keras_and_torch_formulas() {
 }
 
 fn matrix(init: Init, shape: &[u64], layout: Layout) -> Vec<f64> {
-    Generator::new(&decl(init, shape, (1, 1), DType::F32), layout).values_f64()
+    let mut d = decl(init, shape, (1, 1), DType::F32);
+    // A convolution kernel's channel axes, as the conv layers declare them.
+    let n = shape.len();
+    d.channel_axes = (n >= 3).then(|| match layout {
+        Layout::Pytorch => (0, 1),
+        Layout::Keras => (n - 1, n - 2),
+    });
+    Generator::new(&d, layout).values_f64()
 }
 
 #[test]

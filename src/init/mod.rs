@@ -13,7 +13,7 @@ pub mod special;
 
 pub use names::{canonical_name, parse_initializer, InitSpec, INITIALIZER_NAMES};
 
-use crate::model::Fans;
+use crate::model::{DType, Fans, TensorDecl};
 use serde::Serialize;
 use std::fmt;
 
@@ -126,6 +126,64 @@ pub enum Init {
         /// Units of the LSTM.
         units: u64,
     },
+    /// A fixed sinusoidal position table `[positions, dim]` (Whisper, fairseq, Marian).
+    Sinusoidal {
+        /// The longest period, 10000 in every model.
+        max_timescale: f64,
+        /// Sines in the first half and cosines in the second (`concat`), or alternating.
+        interleaved: bool,
+        /// ln(max_timescale) / (dim/2 − 1) (Whisper, M2M100, FSMT, in f32 as they compute
+        /// it), or 2·ln(max_timescale)/dim (the paper, Marian, in f64 as numpy computes it).
+        paper_step: bool,
+    },
+    /// Swin's relative position index over a `window` (int64, torchvision's formula).
+    RelativePositionIndex {
+        /// Window height and width.
+        window: [u64; 2],
+    },
+    /// weight_norm's g: the L2 norm of another tensor (v) over every axis but `dim`
+    /// (over all of it when `None`), computed from v's stored values.
+    NormOf {
+        /// The axis kept.
+        dim: Option<usize>,
+        /// The tensor whose norm it is.
+        of: Box<TensorSource>,
+    },
+}
+
+/// What determines another tensor's values: enough to regenerate them (weight_norm's g
+/// is computed from v's values, without v being held).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TensorSource {
+    /// Its name (its random stream is keyed by it).
+    pub name: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Its initializer.
+    pub init: Init,
+    /// Its fans.
+    pub fans: Fans,
+    /// Its shape.
+    pub shape: Vec<u64>,
+    /// Its dtype (values are rounded to it before the norm, as they are stored).
+    pub dtype: DType,
+    /// Its channel axes, for dirac.
+    pub channel_axes: Option<(usize, usize)>,
+}
+
+impl TensorSource {
+    /// The source of a declared tensor.
+    pub fn of(t: &TensorDecl) -> TensorSource {
+        TensorSource {
+            name: t.name.clone(),
+            seed: t.seed,
+            init: t.init.clone(),
+            fans: t.fans,
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+            channel_axes: t.channel_axes,
+        }
+    }
 }
 
 /// The concrete sampling rule for one tensor, after fans are applied.
@@ -224,7 +282,95 @@ impl Init {
             | Init::Identity { .. }
             | Init::Dirac { .. }
             | Init::Sparse { .. }
-            | Init::UnitForgetBias { .. } => Dist::Structured,
+            | Init::UnitForgetBias { .. }
+            | Init::Sinusoidal { .. }
+            | Init::RelativePositionIndex { .. }
+            | Init::NormOf { .. } => Dist::Structured,
+        }
+    }
+
+    /// Whether the values depend on the tensor's fans (variance scaling).
+    pub fn uses_fans(&self) -> bool {
+        matches!(self, Init::VarianceScaling { .. })
+    }
+
+    /// Why this initializer cannot fill a tensor of `shape` and `dtype` (`channel_axes`
+    /// set for convolution kernels), if it cannot.
+    pub fn shape_problem(
+        &self,
+        shape: &[u64],
+        channel_axes: Option<(usize, usize)>,
+        dtype: DType,
+    ) -> Option<String> {
+        let matrix = |what: &str| {
+            (shape.len() != 2).then(|| {
+                format!(
+                    "{what} needs a matrix (2 dimensions), this has {}",
+                    shape.len()
+                )
+            })
+        };
+        if !dtype.is_float() {
+            // Integer tensors hold exact integers: constants and index tables only.
+            return match self {
+                Init::Constant { value } if value.fract() != 0.0 => Some(format!(
+                    "{} tensors hold whole numbers, not {value}",
+                    dtype.name()
+                )),
+                Init::Constant { value }
+                    if dtype == DType::Bool && !(*value == 0.0 || *value == 1.0) =>
+                {
+                    Some(format!("bool tensors hold 0 or 1, not {value}"))
+                }
+                Init::Constant { .. } | Init::RelativePositionIndex { .. } => {
+                    self.shape_problem(shape, channel_axes, DType::F64)
+                }
+                _ => Some(format!(
+                    "{} tensors take `zeros`, `ones`, `constant` or `relative_position_index`",
+                    dtype.name()
+                )),
+            };
+        }
+        match self {
+            Init::Identity { .. } => matrix("it"),
+            Init::Orthogonal { .. } if shape.len() < 2 => {
+                Some("it needs at least 2 dimensions".into())
+            }
+            Init::Sparse { .. } => matrix("it"),
+            Init::Dirac { groups } => match channel_axes {
+                None => Some("it needs a convolution kernel (3 to 5 dimensions)".into()),
+                Some((out, _)) if !shape[out].is_multiple_of(*groups) => Some(format!(
+                    "{} output channels do not divide into {groups} groups",
+                    shape[out]
+                )),
+                Some(_) => None,
+            },
+            Init::UnitForgetBias { units } if shape.iter().product::<u64>() != 4 * units => {
+                Some("it fills an LSTM bias of 4·units".into())
+            }
+            Init::Sinusoidal { .. } => match shape {
+                [_, d] if *d >= 4 && d % 2 == 0 => None,
+                [_, _] => {
+                    Some("its width must be even, 4 or more (sines and cosines in pairs)".into())
+                }
+                _ => Some(format!(
+                    "it fills a [positions, dim] table, this has {} dimension(s)",
+                    shape.len()
+                )),
+            },
+            Init::RelativePositionIndex { window } => {
+                let n = window[0] * window[1];
+                (shape.iter().product::<u64>() != n * n).then(|| {
+                    format!(
+                        "a {}×{} window has {} pairs of positions, this tensor {}",
+                        window[0],
+                        window[1],
+                        n * n,
+                        shape.iter().product::<u64>()
+                    )
+                })
+            }
+            _ => None,
         }
     }
 
@@ -352,6 +498,32 @@ impl fmt::Display for Init {
                 write!(f, "sparse(sparsity={}, std={})", num(sparsity), num(std))
             }
             Init::UnitForgetBias { units } => write!(f, "unit_forget_bias(units={units})"),
+            Init::Sinusoidal {
+                max_timescale,
+                interleaved,
+                paper_step,
+            } => write!(
+                f,
+                "sinusoidal(max_timescale={}, style={}, step={})",
+                num(max_timescale),
+                if interleaved { "interleaved" } else { "concat" },
+                if paper_step {
+                    "paper"
+                } else {
+                    "half_minus_one"
+                }
+            ),
+            Init::RelativePositionIndex { window } => {
+                write!(
+                    f,
+                    "relative_position_index(window_size=[{}, {}])",
+                    window[0], window[1]
+                )
+            }
+            Init::NormOf { dim, ref of } => match dim {
+                Some(d) => write!(f, "norm of {} over every axis but {d}", of.name),
+                None => write!(f, "norm of all of {}", of.name),
+            },
         }
     }
 }

@@ -49,6 +49,8 @@ pub const INITIALIZER_NAMES: &[(&str, &[&str])] = &[
     ("eye", &[]),
     ("dirac", &["groups"]),
     ("sparse", &["sparsity", "std"]),
+    ("sinusoidal", &["max_timescale", "style", "step"]),
+    ("relative_position_index", &["window_size"]),
 ];
 
 /// Normalizes a written name: CamelCase to snake_case, lowercase, trailing `_` and
@@ -529,6 +531,60 @@ fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Init> {
                 std: p.std(&["std"], 0.01),
             }
         }
+        "sinusoidal" => {
+            let max_timescale = p.num(&["max_timescale"], 10000.0);
+            if max_timescale <= 1.0 {
+                p.invalid(
+                    &["max_timescale"],
+                    format!("`max_timescale` must be greater than 1, got {max_timescale}"),
+                    "write `max_timescale: 10000`",
+                );
+            }
+            Init::Sinusoidal {
+                max_timescale,
+                interleaved: p.word("style", &["concat", "interleaved"], "concat") == "interleaved",
+                paper_step: p.word("step", &["half_minus_one", "paper"], "half_minus_one")
+                    == "paper",
+            }
+        }
+        "relative_position_index" => {
+            let window = match p.entry(&["window_size"]).map(|e| &e.value) {
+                Some(Node {
+                    value: Value::Seq(items),
+                    ..
+                }) if items.len() == 2 => {
+                    let w: Vec<u64> = items
+                        .iter()
+                        .filter_map(|i| match i.value {
+                            Value::Int(v) if (1..=4096).contains(&v) => Some(v as u64),
+                            _ => None,
+                        })
+                        .collect();
+                    (w.len() == 2).then(|| [w[0], w[1]])
+                }
+                Some(Node {
+                    value: Value::Int(v),
+                    ..
+                }) if (1..=4096).contains(v) => Some([*v as u64, *v as u64]),
+                _ => None,
+            };
+            match window {
+                Some(window) => Init::RelativePositionIndex { window },
+                None => {
+                    let span = p.span(&["window_size"]).unwrap_or_default();
+                    p.diags.push(
+                        Diagnostic::error(
+                            diag::INVALID_PARAMETER,
+                            span,
+                            "`relative_position_index` needs `window_size`: [height, width], each 1 to 4096",
+                        )
+                        .label("window size")
+                        .help("write `{name: relative_position_index, window_size: [7, 7]}`"),
+                    );
+                    Init::ZEROS
+                }
+            }
+        }
         _ => unreachable!("every name in INITIALIZER_NAMES has an arm: {name}"),
     };
     Some(init)
@@ -593,10 +649,11 @@ mod tests {
     #[test]
     fn every_name_is_accepted_in_every_form() {
         for (name, _) in INITIALIZER_NAMES {
-            let extra = if *name == "sparse" {
-                ", sparsity: 0.5"
-            } else {
-                ""
+            // The parameters without a default.
+            let (extra, cfg) = match *name {
+                "sparse" => (", sparsity: 0.5", "{sparsity: 0.5}"),
+                "relative_position_index" => (", window_size: [2, 3]", "{window_size: [2, 3]}"),
+                _ => ("", "{}"),
             };
             let camel: String = name
                 .split('_')
@@ -607,11 +664,6 @@ mod tests {
                         .unwrap_or_default()
                 })
                 .collect();
-            let cfg = if *name == "sparse" {
-                "{sparsity: 0.5}"
-            } else {
-                "{}"
-            };
             for form in [
                 if extra.is_empty() {
                     name.to_string()

@@ -119,7 +119,12 @@ impl Plan {
             }
             (Init::Dirac { groups }, _) => Plan::Points {
                 value: 1.0,
-                at: dirac_points(&t.shape, layout, *groups),
+                at: dirac_points(
+                    &t.shape,
+                    t.channel_axes
+                        .expect("dirac is declared on convolution kernels only"),
+                    *groups,
+                ),
             },
             (Init::UnitForgetBias { units }, _) => Plan::Points {
                 value: 1.0,
@@ -129,6 +134,24 @@ impl Plan {
                 orthogonal(values(), &t.shape, *flatten, *gain)
             }
             (Init::Sparse { sparsity, std }, _) => Plan::Whole(sparse(t, *sparsity, *std)),
+            (
+                Init::Sinusoidal {
+                    max_timescale,
+                    interleaved,
+                    paper_step,
+                },
+                _,
+            ) => Plan::Whole(sinusoids(
+                t.shape[0],
+                t.shape[1],
+                *max_timescale,
+                *interleaved,
+                *paper_step,
+            )),
+            (Init::RelativePositionIndex { window }, _) => {
+                Plan::Whole(relative_position_index(*window))
+            }
+            (Init::NormOf { dim, of }, _) => Plan::Whole(norm_of(of, *dim, layout)),
             (init, d) => unreachable!("{init:?} resolves to {d:?}"),
         }
     }
@@ -483,13 +506,10 @@ fn with_pairs(stream: &Stream, start: u64, out: &mut [f64], f: impl Fn(u32, u32)
 
 /// torch `dirac_`'s ones, as increasing row-major indices of the stored kernel: for every
 /// output channel o with d = o mod (out/groups) < in/groups, the centre tap of input
-/// channel d (w[o, d, k₁//2, …]; Keras order mirrored: w[…, d, o]).
-fn dirac_points(shape: &[u64], layout: Layout, groups: u64) -> Vec<u64> {
+/// channel d along the kernel's channel axes (`w[o, d, k₁//2, …]` in torch's order; Keras'
+/// `[…, d, o]` mirrored).
+fn dirac_points(shape: &[u64], (out_axis, in_axis): (usize, usize), groups: u64) -> Vec<u64> {
     let n = shape.len();
-    let (out_axis, in_axis, spatial) = match layout {
-        Layout::Pytorch => (0, 1, 2..n),
-        Layout::Keras => (n - 1, n - 2, 0..n - 2),
-    };
     let (out_n, in_n) = (shape[out_axis], shape[in_axis]);
     let opg = out_n / groups;
     // Row-major strides.
@@ -497,13 +517,129 @@ fn dirac_points(shape: &[u64], layout: Layout, groups: u64) -> Vec<u64> {
     for k in (0..n.saturating_sub(1)).rev() {
         stride[k] = stride[k + 1] * shape[k + 1];
     }
-    let centre: u64 = spatial.map(|k| shape[k] / 2 * stride[k]).sum();
+    let centre: u64 = (0..n)
+        .filter(|&k| k != out_axis && k != in_axis)
+        .map(|k| shape[k] / 2 * stride[k])
+        .sum();
     let mut at: Vec<u64> = (0..out_n)
         .filter(|o| o % opg < in_n)
         .map(|o| o * stride[out_axis] + (o % opg) * stride[in_axis] + centre)
         .collect();
     at.sort_unstable();
     at
+}
+
+/// The sinusoidal position table `[positions, dim]`, row-major.
+///
+/// With the `half_minus_one` step the frequencies and angles are computed in f32 the way
+/// Whisper's `sinusoids` and M2M100's `get_embedding` compute them in torch
+/// (`exp(f32(-inc)·j)`, then `f32(p)·inv`, each rounded to f32), and the sines and cosines
+/// of those f32 angles are taken in f64 and rounded: within an ulp of torch's own table. The
+/// `paper` step follows Marian's numpy formula in f64.
+fn sinusoids(
+    positions: u64,
+    dim: u64,
+    max_timescale: f64,
+    interleaved: bool,
+    paper: bool,
+) -> Vec<f64> {
+    let half = (dim / 2) as usize;
+    let angles: Vec<Vec<f64>> = if paper {
+        (0..positions)
+            .map(|p| {
+                (0..half)
+                    .map(|i| p as f64 / max_timescale.powf(2.0 * i as f64 / dim as f64))
+                    .collect()
+            })
+            .collect()
+    } else {
+        let inc = max_timescale.ln() / (half as f64 - 1.0);
+        let neg = (-inc) as f32;
+        let inv: Vec<f32> = (0..half)
+            .map(|j| ((neg * j as f32) as f64).exp() as f32)
+            .collect();
+        (0..positions)
+            .map(|p| inv.iter().map(|&v| (p as f32 * v) as f64).collect())
+            .collect()
+    };
+    let round = |x: f64| if paper { x } else { x as f32 as f64 };
+    let mut out = vec![0.0f64; (positions * dim) as usize];
+    for (p, row) in angles.iter().enumerate() {
+        let o = &mut out[p * dim as usize..(p + 1) * dim as usize];
+        for (i, &a) in row.iter().enumerate() {
+            let (sin, cos) = (round(a.sin()), round(a.cos()));
+            if interleaved {
+                o[2 * i] = sin;
+                o[2 * i + 1] = cos;
+            } else {
+                o[i] = sin;
+                o[half + i] = cos;
+            }
+        }
+    }
+    out
+}
+
+/// Swin's relative position index (torchvision `define_relative_position_index`): for
+/// tokens i, j of an h×w window in row-major order,
+/// `(hᵢ − hⱼ + h − 1)·(2w − 1) + (wᵢ − wⱼ + w − 1)`, flat `[N²]`.
+fn relative_position_index([h, w]: [u64; 2]) -> Vec<f64> {
+    let n = h * w;
+    let mut out = Vec::with_capacity((n * n) as usize);
+    for i in 0..n {
+        for j in 0..n {
+            let (hi, wi) = ((i / w) as i64, (i % w) as i64);
+            let (hj, wj) = ((j / w) as i64, (j % w) as i64);
+            let v = (hi - hj + h as i64 - 1) * (2 * w as i64 - 1) + (wi - wj + w as i64 - 1);
+            out.push(v as f64);
+        }
+    }
+    out
+}
+
+/// weight_norm's g: ‖v‖ over every axis but `dim` (all of v for `None`), from v's values as
+/// stored (rounded to v's dtype), accumulated in f64 while v is generated piece by piece.
+fn norm_of(of: &super::TensorSource, dim: Option<usize>, layout: Layout) -> Vec<f64> {
+    let decl = TensorDecl {
+        name: of.name.clone(),
+        layer: String::new(),
+        role: crate::model::Role::Kernel,
+        shape: of.shape.clone(),
+        dtype: of.dtype,
+        init: of.init.clone(),
+        choice: crate::model::InitChoice {
+            written: String::new(),
+            source: crate::model::InitSource::Framework,
+            default_rule: None,
+        },
+        fans: of.fans,
+        fans_from: crate::model::FansFrom::Layer,
+        reach: (0.0, 0.0),
+        channel_axes: of.channel_axes,
+        trainable: true,
+        zeroed: None,
+        seed: of.seed,
+        span: crate::source::Span::default(),
+    };
+    let g = crate::build::Generator::new(&decl, layout);
+    let numel = decl.numel();
+    let (size, inner) = match dim {
+        Some(d) => (of.shape[d], of.shape[d + 1..].iter().product::<u64>()),
+        None => (1, 1),
+    };
+    let mut sums = vec![0.0f64; size as usize];
+    let mut buf = vec![0.0f64; 1 << 16];
+    let mut start = 0u64;
+    while start < numel {
+        let n = (numel - start).min(buf.len() as u64) as usize;
+        g.values_into(start, &mut buf[..n]);
+        for (k, x) in buf[..n].iter().enumerate() {
+            let i = start + k as u64;
+            sums[((i / inner) % size) as usize] += x * x;
+        }
+        start += n as u64;
+    }
+    sums.into_iter().map(f64::sqrt).collect()
 }
 
 /// Haar-random (semi-)orthogonal matrix, flattened as the framework does, times `gain`.

@@ -1,12 +1,16 @@
-//! `conv1d`, `conv2d`: nn.Conv1d/2d / keras Conv1D/2D, and the spatial arithmetic pooling shares.
+//! `conv1d`, `conv2d`, `conv3d`: nn.Conv1d/2d/3d / keras Conv1D/2D/3D, and what every
+//! convolution-like layer shares: the spatial arithmetic (pooling uses it too), reading an
+//! image-shaped input, and `weight_norm`.
 
+use super::pointwise::activation_field;
 use super::{
-    activation_field, dflt, glorot_uniform, overflow, product, torch_bias_default,
-    torch_weight_default, Act, Cx,
+    dflt, glorot_uniform, overflow, product, torch_bias_default, torch_weight_default, Act,
+    Activation, Cx, Decl,
 };
 use crate::diag::{self, Diagnostic};
-use crate::init::Init;
+use crate::init::{Init, TensorSource};
 use crate::model::{Fans, Layout, Role};
+use crate::source::Span;
 use crate::spec::fields::{self, invalid_choice};
 use crate::spec::{Fields, Sp};
 use crate::syntax::Value;
@@ -46,6 +50,14 @@ impl Padding {
                 .map_or(Padding::Valid, Padding::Explicit),
         }
     }
+
+    /// The explicit padding of dimension `i` (0 for valid and same).
+    pub fn of(&self, i: usize) -> u64 {
+        match self {
+            Padding::Explicit(p) => p[i],
+            _ => 0,
+        }
+    }
 }
 
 /// Output size of one spatial dimension, or why the window does not fit.
@@ -57,12 +69,10 @@ pub fn out_size(n: u64, k: u64, s: u64, d: u64, pad: &Padding, i: usize) -> Resu
     match pad {
         Padding::Same => Ok(n.div_ceil(s)),
         Padding::Valid | Padding::Explicit(_) => {
-            let p = match pad {
-                Padding::Explicit(p) => p[i],
-                _ => 0,
-            };
-            let padded = n
-                .checked_add(2 * p)
+            let padded = pad
+                .of(i)
+                .checked_mul(2)
+                .and_then(|p| n.checked_add(p))
                 .ok_or_else(|| "padding overflows".to_string())?;
             if padded < span {
                 return Err(format!(
@@ -77,46 +87,227 @@ pub fn out_size(n: u64, k: u64, s: u64, d: u64, pad: &Padding, i: usize) -> Resu
 /// Output sizes of a window sliding over the spatial `dims` (unknown stays unknown). A
 /// window that does not fit is reported once for the layer, at the first dimension it
 /// does not fit, as `{what}: …` with `help`.
-#[allow(clippy::too_many_arguments)]
 pub fn window_out(
     cx: &mut Cx<'_>,
     dims: &[Option<u64>],
-    window: &[u64],
-    strides: &[u64],
-    dilation: &[u64],
-    padding: &Padding,
+    size: impl Fn(u64, usize) -> Result<u64, String>,
     what: &str,
     help: &str,
 ) -> Vec<Option<u64>> {
     let mut reported = false;
     let mut out = Vec::with_capacity(dims.len());
     for (i, n) in dims.iter().enumerate() {
-        out.push(n.and_then(|n| {
-            match out_size(n, window[i], strides[i], dilation[i], padding, i) {
-                Ok(o) => Some(o),
-                Err(msg) => {
-                    if !std::mem::replace(&mut reported, true) {
-                        let d = Diagnostic::error(
-                            diag::SHAPE_MISMATCH,
-                            cx.layer.type_span,
-                            format!("{what}: {msg}"),
-                        )
-                        .label("window larger than its input")
-                        .help(help);
-                        cx.error(d);
-                    }
-                    None
+        out.push(n.and_then(|n| match size(n, i) {
+            Ok(o) => Some(o),
+            Err(msg) => {
+                if !std::mem::replace(&mut reported, true) {
+                    let d = Diagnostic::error(
+                        diag::SHAPE_MISMATCH,
+                        cx.layer.type_span,
+                        format!("{what}: {msg}"),
+                    )
+                    .label("window larger than its input")
+                    .help(help);
+                    cx.error(d);
                 }
+                None
             }
         }));
     }
     out
 }
 
-/// A 1-D or 2-D convolution.
+/// The example shape a `rank`-dimensional convolution reads, as text.
+pub(super) fn image_shape(rank: usize, layout: Layout) -> &'static str {
+    match (layout, rank) {
+        (Layout::Pytorch, 1) => "[C, L]",
+        (Layout::Pytorch, 2) => "[C, H, W]",
+        (Layout::Pytorch, _) => "[C, D, H, W]",
+        (Layout::Keras, 1) => "[L, C]",
+        (Layout::Keras, 2) => "[H, W, C]",
+        (Layout::Keras, _) => "[D, H, W, C]",
+    }
+}
+
+/// An input read as (channels, spatial sizes), in the layout's order; `None` after an
+/// error was reported (the output is then poisoned).
+pub(super) fn split_image(
+    input: &Act,
+    rank: usize,
+    explicit_channels: bool,
+    what: &str,
+    cx: &mut Cx<'_>,
+) -> Option<(Option<u64>, Vec<Option<u64>>)> {
+    if !input.open && input.dims.len() == rank + 1 {
+        return Some(match cx.layout {
+            Layout::Pytorch => (input.dims[0], input.dims[1..].to_vec()),
+            Layout::Keras => (input.dims[rank], input.dims[..rank].to_vec()),
+        });
+    }
+    if input.open && input.dims.len() <= rank + 1 {
+        let chan = match cx.layout {
+            Layout::Keras => input.last(),
+            Layout::Pytorch if input.dims.len() == rank + 1 => input.dims[0],
+            Layout::Pytorch => None,
+        };
+        return Some((chan, vec![None; rank]));
+    }
+    if explicit_channels || input.poisoned {
+        return Some((None, vec![None; rank]));
+    }
+    let want = image_shape(rank, cx.layout);
+    let d = Diagnostic::error(
+        diag::SHAPE_MISMATCH,
+        cx.layer.type_span,
+        format!(
+            "{what} expects a {want} input, but the previous layer gives {}",
+            input.show()
+        ),
+    )
+    .label("input shape does not fit")
+    .help(format!(
+        "give `input:` as {want}, or state `in_channels` if this layer starts a branch"
+    ));
+    cx.error(d);
+    None
+}
+
+/// The output of an image layer: `channels` and `spatial` in the layout's order.
+pub(super) fn join_image(
+    layout: Layout,
+    channels: u64,
+    spatial: Vec<Option<u64>>,
+    poisoned: bool,
+) -> Act {
+    let mut dims = Vec::with_capacity(spatial.len() + 1);
+    match layout {
+        Layout::Pytorch => {
+            dims.push(Some(channels));
+            dims.extend(spatial);
+        }
+        Layout::Keras => {
+            dims.extend(spatial);
+            dims.push(Some(channels));
+        }
+    }
+    Act {
+        poisoned,
+        ..Act::dims(dims)
+    }
+}
+
+/// `weight_norm: true` (layout pytorch): the kernel as torch's
+/// `parametrizations.weight_norm` stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightNorm {
+    /// The axis g keeps (`weight_norm_dim`, 0); `None`: one norm of the whole tensor.
+    pub dim: Option<usize>,
+}
+
+impl WeightNorm {
+    /// Reads `weight_norm` and `weight_norm_dim`.
+    pub(super) fn lower(f: &mut Fields<'_>) -> Option<WeightNorm> {
+        let on = f.bool("weight_norm", false);
+        let dim = match f.entry("weight_norm_dim").map(|e| &e.value) {
+            None => Some(0),
+            Some(n) => match n.value {
+                // torch: dim=None and dim=-1 both mean the norm of the whole tensor.
+                Value::Null | Value::Int(-1) => None,
+                _ => fields::as_u64(n, "weight_norm_dim", f.diags).map(|d| d as usize),
+            },
+        };
+        on.then_some(WeightNorm { dim })
+    }
+}
+
+/// Declares a kernel and its bias in the order the framework lists them: weight, bias;
+/// with `weight_norm`, bias first and then `parametrizations.weight.original0` (g, the
+/// norm of v per slice, as torch computes it from the initialized weight) and
+/// `original1` (v), as torch's state_dict orders them.
+pub(super) fn kernel_and_bias(
+    cx: &mut Cx<'_>,
+    kernel: Decl,
+    bias: Option<Decl>,
+    weight_norm: Option<(WeightNorm, Span)>,
+) {
+    let Some((wn, span)) = weight_norm else {
+        cx.declare(kernel);
+        if let Some(b) = bias {
+            cx.declare(b);
+        }
+        return;
+    };
+    if cx.layout == Layout::Keras {
+        let d = Diagnostic::error(
+            diag::INVALID_VALUE,
+            span,
+            "`weight_norm` is a PyTorch parametrization; Keras layers have no such weights",
+        )
+        .label("layout keras")
+        .help("remove `weight_norm`, or use layout pytorch");
+        cx.error(d);
+        return;
+    }
+    if let Some(dim) = wn.dim.filter(|&d| d >= kernel.shape.len()) {
+        let d = Diagnostic::error(
+            diag::INVALID_VALUE,
+            span,
+            format!(
+                "`weight_norm_dim` {dim} is not an axis of the {}-D weight",
+                kernel.shape.len()
+            ),
+        )
+        .label("no such axis")
+        .help(
+            "write `weight_norm_dim: 0` (per output unit), or -1 for one norm of the whole weight",
+        );
+        cx.error(d);
+        return;
+    }
+    if let Some(b) = bias {
+        cx.declare(b);
+    }
+    let mut v = kernel;
+    let mut base = v.path.clone();
+    base.pop();
+    base.push("parametrizations".into());
+    base.push("weight".into());
+    v.path = [base.clone(), vec!["original1".into()]].concat();
+    let Some(vt) = cx.build(v) else {
+        return;
+    };
+    let g_shape: Vec<u64> = match wn.dim {
+        Some(dim) => vt
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if i == dim { s } else { 1 })
+            .collect(),
+        None => Vec::new(),
+    };
+    let g = Decl::new(
+        [base, vec!["original0".into()]].concat(),
+        "",
+        Role::WeightNormScale,
+        g_shape,
+        vt.fans,
+        dflt(
+            Init::NormOf {
+                dim: wn.dim,
+                of: Box::new(TensorSource::of(&vt)),
+            },
+            "torch weight_norm: g = ‖v‖ over every axis but `weight_norm_dim`",
+        ),
+    )
+    .dtype(vt.dtype);
+    cx.declare(g);
+    cx.push(vt);
+}
+
+/// A 1-D, 2-D or 3-D convolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
-    /// Spatial dimensions: 1 or 2.
+    /// Spatial dimensions: 1, 2 or 3.
     pub rank: usize,
     /// Output channels.
     pub filters: u64,
@@ -135,13 +326,22 @@ pub struct Conv {
     /// Whether it has a bias.
     pub use_bias: bool,
     /// Output activation.
-    pub activation: Option<&'static str>,
-    strides_span: Option<crate::source::Span>,
+    pub activation: Option<Activation>,
+    /// `weight_norm`, and where it is written.
+    pub weight_norm: Option<(WeightNorm, Span)>,
+    strides_span: Option<Span>,
 }
 
-impl Conv {
-    pub(super) fn lower(f: &mut Fields<'_>, rank: usize) -> Option<Conv> {
-        let filters = f.req_size("filters", "32");
+/// `kernel_size`, `strides`, `dilation` of a `rank`-dimensional window.
+pub(super) struct Window {
+    pub kernel_size: Vec<u64>,
+    pub strides: Vec<u64>,
+    pub dilation: Vec<u64>,
+    pub strides_span: Option<Span>,
+}
+
+impl Window {
+    pub(super) fn lower(f: &mut Fields<'_>, rank: usize) -> Option<Window> {
         let kernel_size = match f.node("kernel_size") {
             Some(n) => fields::sizes(n, "kernel_size", rank, false, f.diags),
             None => {
@@ -154,11 +354,24 @@ impl Conv {
             Some(n) => fields::sizes(n, "strides", rank, false, f.diags),
             None => Some(vec![1; rank]),
         };
-        let padding = Padding::read(f, rank);
         let dilation = match f.node("dilation") {
             Some(n) => fields::sizes(n, "dilation", rank, false, f.diags),
             None => Some(vec![1; rank]),
         };
+        Some(Window {
+            kernel_size: kernel_size?,
+            strides: strides?,
+            dilation: dilation?,
+            strides_span: strides_node.map(|n| n.span),
+        })
+    }
+}
+
+impl Conv {
+    pub(super) fn lower(f: &mut Fields<'_>, rank: usize) -> Option<Conv> {
+        let filters = f.req_size("filters", "32");
+        let window = Window::lower(f, rank);
+        let padding = Padding::read(f, rank);
         let groups = f.size("groups").unwrap_or(Sp {
             value: 1,
             span: f.span,
@@ -166,70 +379,46 @@ impl Conv {
         let in_channels = f.size("in_channels").map(|s| s.value);
         let use_bias = f.bool("use_bias", true);
         let activation = activation_field(f);
+        let wn_span = f.entry("weight_norm").map(|e| e.key_span);
+        let weight_norm = WeightNorm::lower(f).zip(wn_span);
+        let window = window?;
         Some(Conv {
             rank,
             filters: filters?.value,
-            kernel_size: kernel_size?,
-            strides: strides?,
+            kernel_size: window.kernel_size,
+            strides: window.strides,
             padding,
-            dilation: dilation?,
+            dilation: window.dilation,
             groups,
             in_channels,
             use_bias,
             activation,
-            strides_span: strides_node.map(|n| n.span),
+            weight_norm,
+            strides_span: window.strides_span,
         })
     }
 
     pub(crate) fn resolve(&self, input: &Act, cx: &mut Cx<'_>) -> Act {
         let r = self.rank;
-        // The input is [C, *spatial] (pytorch) or [*spatial, C] (keras).
-        let (chan, spatial): (Option<u64>, Vec<Option<u64>>) =
-            if !input.open && input.dims.len() == r + 1 {
-                match cx.layout {
-                    Layout::Pytorch => (input.dims[0], input.dims[1..].to_vec()),
-                    Layout::Keras => (input.dims[r], input.dims[..r].to_vec()),
-                }
-            } else if input.open && input.dims.len() <= r + 1 {
-                let chan = match cx.layout {
-                    Layout::Keras => input.last(),
-                    Layout::Pytorch if input.dims.len() == r + 1 => input.dims[0],
-                    Layout::Pytorch => None,
-                };
-                (chan, vec![None; r])
-            } else {
-                if self.in_channels.is_none() {
-                    let want = match cx.layout {
-                        Layout::Pytorch if r == 1 => "[C, L]",
-                        Layout::Pytorch => "[C, H, W]",
-                        Layout::Keras if r == 1 => "[L, C]",
-                        Layout::Keras => "[H, W, C]",
-                    };
-                    let d = Diagnostic::error(
-                        diag::SHAPE_MISMATCH,
-                        cx.layer.type_span,
-                        format!(
-                            "conv{r}d expects a {want} input, but the previous layer gives {}",
-                            input.show()
-                        ),
-                    )
-                    .label("input shape does not fit")
-                    .help(format!(
-                    "give `input:` as {want}, or state `in_channels` if this layer starts a branch"
-                ));
-                    cx.error(d);
-                    return Act::poisoned();
-                }
-                (None, vec![None; r])
-            };
+        let what = format!("conv{r}d");
+        let Some((chan, spatial)) = split_image(input, r, self.in_channels.is_some(), &what, cx)
+        else {
+            return Act::poisoned();
+        };
         let out_spatial = window_out(
             cx,
             &spatial,
-            &self.kernel_size,
-            &self.strides,
-            &self.dilation,
-            &self.padding,
-            &format!("conv{r}d"),
+            |n, i| {
+                out_size(
+                    n,
+                    self.kernel_size[i],
+                    self.strides[i],
+                    self.dilation[i],
+                    &self.padding,
+                    i,
+                )
+            },
+            &what,
             "use a smaller `kernel_size` or `dilation`, `padding: same`, or a larger input",
         );
         if cx.layout == Layout::Pytorch
@@ -245,24 +434,7 @@ impl Conv {
             .help("write the padding as a number (e.g. `padding: 1` for a 3-wide kernel), or use strides 1");
             cx.error(d);
         }
-        let out = {
-            let mut dims = Vec::with_capacity(r + 1);
-            match cx.layout {
-                Layout::Pytorch => {
-                    dims.push(Some(self.filters));
-                    dims.extend(out_spatial);
-                }
-                Layout::Keras => {
-                    dims.extend(out_spatial);
-                    dims.push(Some(self.filters));
-                }
-            }
-            Act {
-                poisoned: input.poisoned,
-                ..Act::dims(dims)
-            }
-        };
-
+        let out = join_image(cx.layout, self.filters, out_spatial, input.poisoned);
         let Some(inc) = self.in_channels.or(chan) else {
             cx.missing_input("in_channels", input);
             return out;
@@ -294,40 +466,43 @@ impl Conv {
             return out;
         };
         let fans = Fans { fan_in, fan_out };
-        let (wname, shape) = match cx.layout {
+        let n = r + 2;
+        let (wname, shape, axes) = match cx.layout {
             Layout::Pytorch => {
                 let mut s = vec![self.filters, per_group];
                 s.extend(&self.kernel_size);
-                ("weight", s)
+                ("weight", s, (0, 1))
             }
             Layout::Keras => {
                 let mut s = self.kernel_size.clone();
                 s.extend([per_group, self.filters]);
-                ("kernel", s)
+                ("kernel", s, (n - 1, n - 2))
             }
         };
         let (kd, bd) = match cx.layout {
             Layout::Pytorch => (torch_weight_default(), torch_bias_default(fan_in)),
             Layout::Keras => (glorot_uniform(), dflt(Init::ZEROS, "keras: zeros")),
         };
-        cx.tensor(
-            &[wname],
+        let kernel = Decl::new(
+            cx.at(&[wname]),
             "kernel_initializer",
             Role::Kernel,
             shape,
             fans,
             kd,
-        );
-        if self.use_bias {
-            cx.tensor(
-                &["bias"],
+        )
+        .channels(axes.0, axes.1);
+        let bias = self.use_bias.then(|| {
+            Decl::new(
+                cx.at(&["bias"]),
                 "bias_initializer",
                 Role::Bias,
                 vec![self.filters],
                 fans,
                 bd,
-            );
-        }
+            )
+        });
+        kernel_and_bias(cx, kernel, bias, self.weight_norm);
         out
     }
 }
@@ -353,5 +528,6 @@ mod tests {
         assert_eq!(out_size(28, 3, 2, 1, &Padding::Same, 0), Ok(14));
         assert_eq!(out_size(27, 3, 2, 1, &Padding::Same, 0), Ok(14));
         assert!(out_size(2, 3, 1, 1, &Padding::Valid, 0).is_err());
+        assert!(out_size(2, 3, 1, 1, &Padding::Explicit(vec![1 << 63]), 0).is_err());
     }
 }

@@ -1,11 +1,14 @@
 //! `dense`: nn.Linear / keras Dense (and Hugging Face's GPT-2 `Conv1D` with `kernel_order: in_out`).
 
+use super::conv::{kernel_and_bias, WeightNorm};
+use super::pointwise::activation_field;
 use super::{
-    activation_field, dflt, glorot_uniform, torch_bias_default, torch_weight_default, Act, Cx,
+    dflt, glorot_uniform, torch_bias_default, torch_weight_default, Act, Activation, Cx, Decl,
 };
 use crate::diag::{self, did_you_mean, Diagnostic};
 use crate::init::Init;
 use crate::model::{Fans, Layout, Role, Tie};
+use crate::source::Span;
 use crate::spec::{Fields, Sp};
 
 /// Storage order of a dense kernel.
@@ -27,7 +30,9 @@ pub struct Dense {
     /// Whether it has a bias.
     pub use_bias: bool,
     /// Output activation.
-    pub activation: Option<&'static str>,
+    pub activation: Option<Activation>,
+    /// `weight_norm`, and where it is written.
+    pub weight_norm: Option<(WeightNorm, Span)>,
     /// Storage order, if stated (else the layout's).
     pub kernel_order: Option<KernelOrder>,
     /// Path of an embedding whose matrix this layer reuses.
@@ -50,11 +55,14 @@ impl Dense {
             value: s.value.to_string(),
             span: s.span,
         });
+        let wn_span = f.entry("weight_norm").map(|e| e.key_span);
+        let weight_norm = WeightNorm::lower(f).zip(wn_span);
         Some(Dense {
             units: units?.value,
             in_features,
             use_bias,
             activation,
+            weight_norm,
             kernel_order,
             tie,
         })
@@ -82,8 +90,28 @@ impl Dense {
         };
         // Hugging Face's Conv1D (the pytorch in_out case) draws N(0, 0.02²) and zero bias itself.
         let hf_conv1d = cx.layout == Layout::Pytorch && order == KernelOrder::InOut;
+        let bias = self.use_bias.then(|| {
+            let d = match cx.layout {
+                Layout::Pytorch if hf_conv1d => dflt(Init::ZEROS, "transformers Conv1D: zeros"),
+                Layout::Pytorch => torch_bias_default(inf),
+                Layout::Keras => dflt(Init::ZEROS, "keras: zeros"),
+            };
+            Decl::new(
+                cx.at(&["bias"]),
+                "bias_initializer",
+                Role::Bias,
+                vec![self.units],
+                fans,
+                d,
+            )
+        });
         match &self.tie {
-            Some(tie) => self.tie(tie, inf, wname, cx),
+            Some(tie) => {
+                self.tie(tie, inf, wname, cx);
+                if let Some(b) = bias {
+                    cx.declare(b);
+                }
+            }
             None => {
                 let d = match cx.layout {
                     Layout::Pytorch if hf_conv1d => dflt(
@@ -96,23 +124,16 @@ impl Dense {
                     Layout::Pytorch => torch_weight_default(),
                     Layout::Keras => glorot_uniform(),
                 };
-                cx.tensor(&[wname], "kernel_initializer", Role::Kernel, shape, fans, d);
+                let kernel = Decl::new(
+                    cx.at(&[wname]),
+                    "kernel_initializer",
+                    Role::Kernel,
+                    shape,
+                    fans,
+                    d,
+                );
+                kernel_and_bias(cx, kernel, bias, self.weight_norm);
             }
-        }
-        if self.use_bias {
-            let d = match cx.layout {
-                Layout::Pytorch if hf_conv1d => dflt(Init::ZEROS, "transformers Conv1D: zeros"),
-                Layout::Pytorch => torch_bias_default(inf),
-                Layout::Keras => dflt(Init::ZEROS, "keras: zeros"),
-            };
-            cx.tensor(
-                &["bias"],
-                "bias_initializer",
-                Role::Bias,
-                vec![self.units],
-                fans,
-                d,
-            );
         }
         out
     }

@@ -1,73 +1,505 @@
 //! Layer types: one file per type, each reading its fields, computing its output shape,
 //! and naming its tensors with the framework's default initializer per role.
+//!
+//! A layer type is its file, one row of [`LAYERS`] (the spec's word, its initializer
+//! roles, its Keras class name, the layouts it exists in) and one [`Kind`] variant. Every
+//! per-type fact the rest of specc needs is an exhaustive method of [`Kind`] ([`Kind::class`],
+//! [`Kind::signal`], [`Kind::activation`], [`Kind::resolve`]), so a new variant is a compile
+//! error wherever a fact about it is missing.
 
+mod activation;
 mod attention;
+mod block;
 mod conv;
+mod conv_transpose;
+mod cx;
 mod dense;
+mod depthwise;
 mod embedding;
 mod norm;
+mod parameter;
+mod pointwise;
 mod pool;
 mod recurrent;
-mod sequential;
+mod shape;
 
+pub use activation::Activation;
 pub use attention::Attention;
+pub use block::Block;
 pub use conv::{Conv, Padding};
+pub use conv_transpose::ConvTranspose;
+pub use cx::{
+    dflt, glorot_uniform, orthogonal, overflow, product, torch_bias_default, torch_weight_default,
+    Act, Cx, Decl, Default, EmbeddingInfo,
+};
 pub use dense::{Dense, KernelOrder};
+pub use depthwise::{Depthwise, Separable};
 pub use embedding::Embedding;
-pub use norm::{BatchNorm, LayerNorm, RmsNorm};
-pub use pool::Pool;
+pub use norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Normalization, RmsNorm};
+pub use parameter::Parameter;
+pub use pointwise::{Dropout, Prelu};
+pub use pool::{AdaptivePool, GlobalPool, Pool, PoolOp};
 pub use recurrent::{Cell, Recurrent};
-pub use sequential::Sequential;
+pub use shape::{Flatten, Permute, Reshape, Upsample};
 
-use crate::diag::{self, Diagnostic, Diags};
-use crate::init::{Flatten, Init, InitSpec};
-use crate::model::{DType, Fans, InitChoice, Layout, Role, TensorDecl, Tie};
-use crate::source::Span;
-use crate::spec::{Fields, Inits, LayerSpec};
+use crate::model::{LayerClass, Layout, Signal};
+use crate::spec::Fields;
 
-/// Every layer `type` (SPEC.md section 2).
-pub const LAYER_TYPES: [&str; 17] = [
-    "dense",
-    "conv1d",
-    "conv2d",
-    "embedding",
-    "layer_norm",
-    "rms_norm",
-    "batch_norm",
-    "lstm",
-    "gru",
-    "multi_head_attention",
-    "max_pool2d",
-    "avg_pool2d",
-    "activation",
-    "dropout",
-    "flatten",
-    "global_avg_pool2d",
-    "sequential",
+/// What a layer's fields are read with.
+pub struct Lower<'a> {
+    /// The spec's layout.
+    pub layout: Layout,
+    /// The layer's path as written (for a block's children).
+    pub path: &'a str,
+}
+
+/// One layer type: everything about it that is not in its file.
+pub struct LayerType {
+    /// The spec's `type` word.
+    pub name: &'static str,
+    /// The initializer role keys it takes.
+    pub roles: &'static [&'static str],
+    /// Keras' class name in snake_case: automatic names under layout keras (`dense_1`).
+    pub keras: &'static str,
+    /// The only layout whose framework has it, and what to write in the other one.
+    pub only: Option<(Layout, &'static str)>,
+    /// One line for the docs.
+    pub summary: &'static str,
+    /// Reads its fields.
+    pub lower: fn(&mut Fields<'_>, &Lower<'_>) -> Option<Kind>,
+}
+
+const KB: &[&str] = &["kernel_initializer", "bias_initializer"];
+const NORM: &[&str] = &["gamma_initializer", "beta_initializer"];
+const RNN: &[&str] = &[
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+];
+const NONE: &[&str] = &[];
+
+/// Every layer `type` (SPEC.md sections 2 and 8), in the order the docs list them.
+pub const LAYERS: &[LayerType] = &[
+    LayerType {
+        name: "dense",
+        roles: KB,
+        keras: "dense",
+        only: None,
+        summary: "nn.Linear / Dense (and transformers' GPT-2 Conv1D with `kernel_order: in_out`)",
+        lower: |f, _| Some(Kind::Dense(Dense::lower(f)?)),
+    },
+    LayerType {
+        name: "conv1d",
+        roles: KB,
+        keras: "conv1d",
+        only: None,
+        summary: "nn.Conv1d / Conv1D",
+        lower: |f, _| Some(Kind::Conv(Conv::lower(f, 1)?)),
+    },
+    LayerType {
+        name: "conv2d",
+        roles: KB,
+        keras: "conv2d",
+        only: None,
+        summary: "nn.Conv2d / Conv2D",
+        lower: |f, _| Some(Kind::Conv(Conv::lower(f, 2)?)),
+    },
+    LayerType {
+        name: "conv3d",
+        roles: KB,
+        keras: "conv3d",
+        only: None,
+        summary: "nn.Conv3d / Conv3D",
+        lower: |f, _| Some(Kind::Conv(Conv::lower(f, 3)?)),
+    },
+    LayerType {
+        name: "conv_transpose1d",
+        roles: KB,
+        keras: "conv1d_transpose",
+        only: None,
+        summary: "nn.ConvTranspose1d / Conv1DTranspose",
+        lower: |f, l| Some(Kind::ConvTranspose(ConvTranspose::lower(f, 1, l.layout)?)),
+    },
+    LayerType {
+        name: "conv_transpose2d",
+        roles: KB,
+        keras: "conv2d_transpose",
+        only: None,
+        summary: "nn.ConvTranspose2d / Conv2DTranspose",
+        lower: |f, l| Some(Kind::ConvTranspose(ConvTranspose::lower(f, 2, l.layout)?)),
+    },
+    LayerType {
+        name: "conv_transpose3d",
+        roles: KB,
+        keras: "conv3d_transpose",
+        only: None,
+        summary: "nn.ConvTranspose3d / Conv3DTranspose",
+        lower: |f, l| Some(Kind::ConvTranspose(ConvTranspose::lower(f, 3, l.layout)?)),
+    },
+    LayerType {
+        name: "depthwise_conv2d",
+        roles: &[
+            "depthwise_initializer",
+            "kernel_initializer",
+            "bias_initializer",
+        ],
+        keras: "depthwise_conv2d",
+        only: None,
+        summary: "a Conv2d with groups = in_channels / DepthwiseConv2D",
+        lower: |f, _| Some(Kind::Depthwise(Depthwise::lower(f)?)),
+    },
+    LayerType {
+        name: "separable_conv2d",
+        roles: &[
+            "depthwise_initializer",
+            "pointwise_initializer",
+            "bias_initializer",
+        ],
+        keras: "separable_conv2d",
+        only: Some((
+            Layout::Keras,
+            "a `depthwise_conv2d` with `use_bias: false`, then a `conv2d` with `kernel_size: 1`",
+        )),
+        summary: "SeparableConv2D (keras only)",
+        lower: |f, _| Some(Kind::Separable(Separable::lower(f)?)),
+    },
+    LayerType {
+        name: "embedding",
+        roles: &["embeddings_initializer"],
+        keras: "embedding",
+        only: None,
+        summary: "nn.Embedding / Embedding",
+        lower: |f, _| Some(Kind::Embedding(Embedding::lower(f)?)),
+    },
+    LayerType {
+        name: "layer_norm",
+        roles: NORM,
+        keras: "layer_normalization",
+        only: None,
+        summary: "nn.LayerNorm / LayerNormalization",
+        lower: |f, l| Some(Kind::LayerNorm(LayerNorm::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "rms_norm",
+        roles: &["gamma_initializer"],
+        keras: "rms_normalization",
+        only: None,
+        summary: "nn.RMSNorm / RMSNormalization",
+        lower: |f, l| Some(Kind::RmsNorm(RmsNorm::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "batch_norm",
+        roles: NORM,
+        keras: "batch_normalization",
+        only: None,
+        summary: "nn.BatchNorm1d/2d/3d / BatchNormalization",
+        lower: |f, l| Some(Kind::BatchNorm(BatchNorm::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "group_norm",
+        roles: NORM,
+        keras: "group_normalization",
+        only: None,
+        summary: "nn.GroupNorm / GroupNormalization",
+        lower: |f, l| Some(Kind::GroupNorm(GroupNorm::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "instance_norm",
+        roles: NORM,
+        keras: "group_normalization",
+        only: None,
+        summary: "nn.InstanceNorm1d/2d/3d / GroupNormalization(groups=-1)",
+        lower: |f, l| Some(Kind::InstanceNorm(InstanceNorm::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "normalization",
+        roles: NONE,
+        keras: "normalization",
+        only: Some((
+            Layout::Keras,
+            "normalize the data before the model, or a `batch_norm` (its running statistics)",
+        )),
+        summary: "Normalization, the preprocessing layer's state (keras only)",
+        lower: |f, _| Some(Kind::Normalization(Normalization::lower(f)?)),
+    },
+    LayerType {
+        name: "prelu",
+        roles: &["alpha_initializer"],
+        keras: "p_re_lu",
+        only: None,
+        summary: "nn.PReLU / PReLU",
+        lower: |f, l| Some(Kind::Prelu(Prelu::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "lstm",
+        roles: RNN,
+        keras: "lstm",
+        only: None,
+        summary: "nn.LSTM / LSTM (stacked, bidirectional)",
+        lower: |f, _| Some(Kind::Recurrent(Recurrent::lower(f, Cell::Lstm)?)),
+    },
+    LayerType {
+        name: "gru",
+        roles: RNN,
+        keras: "gru",
+        only: None,
+        summary: "nn.GRU / GRU",
+        lower: |f, _| Some(Kind::Recurrent(Recurrent::lower(f, Cell::Gru)?)),
+    },
+    LayerType {
+        name: "rnn",
+        roles: RNN,
+        keras: "simple_rnn",
+        only: None,
+        summary: "nn.RNN / SimpleRNN (tanh or relu)",
+        lower: |f, _| Some(Kind::Recurrent(Recurrent::lower(f, Cell::Rnn)?)),
+    },
+    LayerType {
+        name: "multi_head_attention",
+        roles: KB,
+        keras: "multi_head_attention",
+        only: None,
+        summary: "nn.MultiheadAttention / MultiHeadAttention",
+        lower: |f, l| Some(Kind::Attention(Attention::lower(f, l.layout)?)),
+    },
+    LayerType {
+        name: "max_pool1d",
+        roles: NONE,
+        keras: "max_pooling1d",
+        only: None,
+        summary: "nn.MaxPool1d / MaxPooling1D",
+        lower: |f, _| Some(Kind::Pool(Pool::lower(f, PoolOp::Max, 1)?)),
+    },
+    LayerType {
+        name: "max_pool2d",
+        roles: NONE,
+        keras: "max_pooling2d",
+        only: None,
+        summary: "nn.MaxPool2d / MaxPooling2D",
+        lower: |f, _| Some(Kind::Pool(Pool::lower(f, PoolOp::Max, 2)?)),
+    },
+    LayerType {
+        name: "max_pool3d",
+        roles: NONE,
+        keras: "max_pooling3d",
+        only: None,
+        summary: "nn.MaxPool3d / MaxPooling3D",
+        lower: |f, _| Some(Kind::Pool(Pool::lower(f, PoolOp::Max, 3)?)),
+    },
+    LayerType {
+        name: "avg_pool1d",
+        roles: NONE,
+        keras: "average_pooling1d",
+        only: None,
+        summary: "nn.AvgPool1d / AveragePooling1D",
+        lower: |f, _| Some(Kind::Pool(Pool::lower(f, PoolOp::Avg, 1)?)),
+    },
+    LayerType {
+        name: "avg_pool2d",
+        roles: NONE,
+        keras: "average_pooling2d",
+        only: None,
+        summary: "nn.AvgPool2d / AveragePooling2D",
+        lower: |f, _| Some(Kind::Pool(Pool::lower(f, PoolOp::Avg, 2)?)),
+    },
+    LayerType {
+        name: "avg_pool3d",
+        roles: NONE,
+        keras: "average_pooling3d",
+        only: None,
+        summary: "nn.AvgPool3d / AveragePooling3D",
+        lower: |f, _| Some(Kind::Pool(Pool::lower(f, PoolOp::Avg, 3)?)),
+    },
+    LayerType {
+        name: "adaptive_avg_pool1d",
+        roles: NONE,
+        keras: "adaptive_average_pooling1d",
+        only: None,
+        summary: "nn.AdaptiveAvgPool1d / AdaptiveAveragePooling1D",
+        lower: |f, _| Some(Kind::AdaptivePool(AdaptivePool::lower(f, PoolOp::Avg, 1)?)),
+    },
+    LayerType {
+        name: "adaptive_avg_pool2d",
+        roles: NONE,
+        keras: "adaptive_average_pooling2d",
+        only: None,
+        summary: "nn.AdaptiveAvgPool2d / AdaptiveAveragePooling2D",
+        lower: |f, _| Some(Kind::AdaptivePool(AdaptivePool::lower(f, PoolOp::Avg, 2)?)),
+    },
+    LayerType {
+        name: "adaptive_avg_pool3d",
+        roles: NONE,
+        keras: "adaptive_average_pooling3d",
+        only: None,
+        summary: "nn.AdaptiveAvgPool3d / AdaptiveAveragePooling3D",
+        lower: |f, _| Some(Kind::AdaptivePool(AdaptivePool::lower(f, PoolOp::Avg, 3)?)),
+    },
+    LayerType {
+        name: "adaptive_max_pool2d",
+        roles: NONE,
+        keras: "adaptive_max_pooling2d",
+        only: None,
+        summary: "nn.AdaptiveMaxPool2d / AdaptiveMaxPooling2D",
+        lower: |f, _| Some(Kind::AdaptivePool(AdaptivePool::lower(f, PoolOp::Max, 2)?)),
+    },
+    LayerType {
+        name: "global_avg_pool1d",
+        roles: NONE,
+        keras: "global_average_pooling1d",
+        only: None,
+        summary: "mean over the sequence / GlobalAveragePooling1D",
+        lower: |_, _| Some(Kind::GlobalPool(GlobalPool::new(PoolOp::Avg, 1))),
+    },
+    LayerType {
+        name: "global_avg_pool2d",
+        roles: NONE,
+        keras: "global_average_pooling2d",
+        only: None,
+        summary: "mean over H, W / GlobalAveragePooling2D",
+        lower: |_, _| Some(Kind::GlobalPool(GlobalPool::new(PoolOp::Avg, 2))),
+    },
+    LayerType {
+        name: "global_avg_pool3d",
+        roles: NONE,
+        keras: "global_average_pooling3d",
+        only: None,
+        summary: "mean over D, H, W / GlobalAveragePooling3D",
+        lower: |_, _| Some(Kind::GlobalPool(GlobalPool::new(PoolOp::Avg, 3))),
+    },
+    LayerType {
+        name: "global_max_pool1d",
+        roles: NONE,
+        keras: "global_max_pooling1d",
+        only: None,
+        summary: "max over the sequence / GlobalMaxPooling1D",
+        lower: |_, _| Some(Kind::GlobalPool(GlobalPool::new(PoolOp::Max, 1))),
+    },
+    LayerType {
+        name: "global_max_pool2d",
+        roles: NONE,
+        keras: "global_max_pooling2d",
+        only: None,
+        summary: "max over H, W / GlobalMaxPooling2D",
+        lower: |_, _| Some(Kind::GlobalPool(GlobalPool::new(PoolOp::Max, 2))),
+    },
+    LayerType {
+        name: "upsample",
+        roles: NONE,
+        keras: "up_sampling2d",
+        only: None,
+        summary: "nn.Upsample / UpSampling1D/2D/3D",
+        lower: |f, _| Some(Kind::Upsample(Upsample::lower(f)?)),
+    },
+    LayerType {
+        name: "permute",
+        roles: NONE,
+        keras: "permute",
+        only: None,
+        summary: "x.permute / Permute (axes of one example, 0-based)",
+        lower: |f, _| Some(Kind::Permute(Permute::lower(f)?)),
+    },
+    LayerType {
+        name: "reshape",
+        roles: NONE,
+        keras: "reshape",
+        only: None,
+        summary: "x.reshape / Reshape (one example's shape; one -1 is inferred)",
+        lower: |f, _| Some(Kind::Reshape(Reshape::lower(f)?)),
+    },
+    LayerType {
+        name: "flatten",
+        roles: NONE,
+        keras: "flatten",
+        only: None,
+        summary: "nn.Flatten / Flatten",
+        lower: |_, _| Some(Kind::Flatten(Flatten)),
+    },
+    LayerType {
+        name: "activation",
+        roles: NONE,
+        keras: "activation",
+        only: None,
+        summary: "nn.ReLU, nn.GELU, ... / Activation",
+        lower: |f, _| Some(Kind::Activation(pointwise::lower_activation(f)?)),
+    },
+    LayerType {
+        name: "dropout",
+        roles: NONE,
+        keras: "dropout",
+        only: None,
+        summary: "nn.Dropout / Dropout",
+        lower: |f, _| Some(Kind::Dropout(Dropout::lower(f)?)),
+    },
+    LayerType {
+        name: "parameter",
+        roles: NONE,
+        keras: "parameter",
+        only: None,
+        summary: "a free tensor (nn.Parameter, a buffer; add_weight), named by the layer's path",
+        lower: |f, _| Some(Kind::Parameter(Parameter::lower(f)?)),
+    },
+    LayerType {
+        name: "sequential",
+        roles: NONE,
+        keras: "sequential",
+        only: None,
+        summary: "a block of layers in a chain (repeat, residual, scope)",
+        lower: |f, l| Some(Kind::Block(Block::lower(f, l, false)?)),
+    },
+    LayerType {
+        name: "parallel",
+        roles: NONE,
+        keras: "parallel",
+        only: None,
+        summary:
+            "branches that each read the block's input, merged (concat, add, multiply, attention)",
+        lower: |f, l| Some(Kind::Block(Block::lower(f, l, true)?)),
+    },
 ];
 
-/// Activation function names (SPEC.md section 2).
-pub const ACTIVATIONS: [&str; 11] = [
-    "linear",
-    "relu",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "gelu",
-    "silu",
-    "swish",
-    "tanh",
-    "sigmoid",
-    "softmax",
-];
+impl std::fmt::Debug for LayerType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for LayerType {
+    fn eq(&self, other: &LayerType) -> bool {
+        self.name == other.name
+    }
+}
+
+/// The row of a `type` word.
+pub fn find(name: &str) -> Option<&'static LayerType> {
+    LAYERS.iter().find(|t| t.name == name)
+}
+
+/// Every initializer role key any layer type takes (what `defaults` may set).
+pub fn all_roles() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for t in LAYERS {
+        for r in t.roles {
+            if !v.contains(r) {
+                v.push(r);
+            }
+        }
+    }
+    v
+}
 
 /// A layer's type with its fields.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// `dense`.
     Dense(Dense),
-    /// `conv1d`, `conv2d`.
+    /// `conv1d`, `conv2d`, `conv3d`.
     Conv(Conv),
+    /// `conv_transpose1d`, `conv_transpose2d`, `conv_transpose3d`.
+    ConvTranspose(ConvTranspose),
+    /// `depthwise_conv2d`.
+    Depthwise(Depthwise),
+    /// `separable_conv2d`.
+    Separable(Separable),
     /// `embedding`.
     Embedding(Embedding),
     /// `layer_norm`.
@@ -76,535 +508,221 @@ pub enum Kind {
     RmsNorm(RmsNorm),
     /// `batch_norm`.
     BatchNorm(BatchNorm),
-    /// `lstm`, `gru`.
+    /// `group_norm`.
+    GroupNorm(GroupNorm),
+    /// `instance_norm`.
+    InstanceNorm(InstanceNorm),
+    /// `normalization`.
+    Normalization(Normalization),
+    /// `prelu`.
+    Prelu(Prelu),
+    /// `lstm`, `gru`, `rnn`.
     Recurrent(Recurrent),
     /// `multi_head_attention`.
     Attention(Attention),
-    /// `max_pool2d`, `avg_pool2d`.
+    /// `max_pool*`, `avg_pool*`.
     Pool(Pool),
-    /// `activation`.
-    Activation {
-        /// The function.
-        function: &'static str,
-    },
-    /// `dropout`.
-    Dropout {
-        /// Drop probability.
-        rate: f64,
-    },
+    /// `adaptive_*_pool*`.
+    AdaptivePool(AdaptivePool),
+    /// `global_*_pool*`.
+    GlobalPool(GlobalPool),
+    /// `upsample`.
+    Upsample(Upsample),
+    /// `permute`.
+    Permute(Permute),
+    /// `reshape`.
+    Reshape(Reshape),
     /// `flatten`.
-    Flatten,
-    /// `global_avg_pool2d`.
-    GlobalAvgPool2d,
-    /// `sequential`.
-    Sequential(Sequential),
+    Flatten(Flatten),
+    /// `activation`.
+    Activation(Activation),
+    /// `dropout`.
+    Dropout(Dropout),
+    /// `parameter`.
+    Parameter(Parameter),
+    /// `sequential`, `parallel`.
+    Block(Block),
     /// A layer that could not be read; its output is unknown and raises no further errors.
     Invalid,
 }
 
 impl Kind {
-    /// The Keras class name in snake_case, used for automatic names under layout keras.
-    pub fn keras_name(&self) -> &'static str {
-        // Keras' names where they differ from the spec's words.
+    /// What kind of layer it is, for the lints.
+    pub fn class(&self) -> LayerClass {
         match self {
-            Kind::LayerNorm(_) => "layer_normalization",
-            Kind::RmsNorm(_) => "rms_normalization",
-            Kind::BatchNorm(_) => "batch_normalization",
-            Kind::Pool(p) if p.max => "max_pooling2d",
-            Kind::Pool(_) => "average_pooling2d",
-            Kind::GlobalAvgPool2d => "global_average_pooling2d",
-            Kind::Invalid => "layer",
-            _ => self.type_name(),
+            Kind::Dense(_)
+            | Kind::Conv(_)
+            | Kind::ConvTranspose(_)
+            | Kind::Depthwise(_)
+            | Kind::Separable(_)
+            | Kind::Recurrent(_)
+            | Kind::Attention(_) => LayerClass::Weight,
+            Kind::LayerNorm(_)
+            | Kind::RmsNorm(_)
+            | Kind::BatchNorm(_)
+            | Kind::GroupNorm(_)
+            | Kind::InstanceNorm(_)
+            | Kind::Normalization(_) => LayerClass::Norm,
+            Kind::Embedding(_) => LayerClass::Embedding,
+            Kind::Activation(_) | Kind::Prelu(_) => LayerClass::Pointwise,
+            Kind::Parameter(_) => LayerClass::Parameter,
+            Kind::Pool(_)
+            | Kind::AdaptivePool(_)
+            | Kind::GlobalPool(_)
+            | Kind::Upsample(_)
+            | Kind::Permute(_)
+            | Kind::Reshape(_)
+            | Kind::Flatten(_)
+            | Kind::Dropout(_)
+            | Kind::Block(_)
+            | Kind::Invalid => LayerClass::Shape,
         }
     }
 
-    /// The spec's `type` word.
-    pub fn type_name(&self) -> &'static str {
+    /// How the predicted signal passes through it.
+    pub fn signal(&self) -> Signal {
         match self {
-            Kind::Dense(_) => "dense",
-            Kind::Conv(c) if c.rank == 1 => "conv1d",
-            Kind::Conv(_) => "conv2d",
-            Kind::Embedding(_) => "embedding",
-            Kind::LayerNorm(_) => "layer_norm",
-            Kind::RmsNorm(_) => "rms_norm",
-            Kind::BatchNorm(_) => "batch_norm",
-            Kind::Recurrent(r) if r.cell == Cell::Lstm => "lstm",
-            Kind::Recurrent(_) => "gru",
-            Kind::Attention(_) => "multi_head_attention",
-            Kind::Pool(p) if p.max => "max_pool2d",
-            Kind::Pool(_) => "avg_pool2d",
-            Kind::Activation { .. } => "activation",
-            Kind::Dropout { .. } => "dropout",
-            Kind::Flatten => "flatten",
-            Kind::GlobalAvgPool2d => "global_avg_pool2d",
-            Kind::Sequential(_) => "sequential",
-            Kind::Invalid => "invalid",
+            Kind::Dense(_)
+            | Kind::Conv(_)
+            | Kind::ConvTranspose(_)
+            | Kind::Depthwise(_)
+            | Kind::Separable(_) => Signal::Linear,
+            Kind::Attention(_) => Signal::Attention,
+            Kind::Recurrent(r) => Signal::Recurrent {
+                simple: r.simple_activation(),
+            },
+            Kind::RmsNorm(n) => Signal::Norm { offset: n.offset },
+            Kind::LayerNorm(_)
+            | Kind::BatchNorm(_)
+            | Kind::GroupNorm(_)
+            | Kind::InstanceNorm(_) => Signal::Norm { offset: 0.0 },
+            // The preprocessing layer's state is zeros and ones: it passes the data as it is.
+            Kind::Normalization(_) => Signal::Pass,
+            Kind::Embedding(_) => Signal::Embedding,
+            Kind::Activation(a) => Signal::Activation(*a),
+            Kind::Prelu(_) => Signal::Prelu,
+            Kind::Parameter(_)
+            | Kind::Pool(_)
+            | Kind::AdaptivePool(_)
+            | Kind::GlobalPool(_)
+            | Kind::Upsample(_)
+            | Kind::Permute(_)
+            | Kind::Reshape(_)
+            | Kind::Flatten(_)
+            | Kind::Dropout(_)
+            | Kind::Block(_)
+            | Kind::Invalid => Signal::Pass,
         }
     }
 
     /// The activation applied at the layer's output, if any.
-    pub fn activation(&self) -> Option<&'static str> {
+    pub fn activation(&self) -> Option<Activation> {
         match self {
             Kind::Dense(d) => d.activation,
             Kind::Conv(c) => c.activation,
-            Kind::Activation { function } => Some(function),
-            _ => None,
+            Kind::ConvTranspose(c) => c.activation,
+            Kind::Depthwise(c) => c.activation,
+            Kind::Separable(c) => c.activation,
+            Kind::Activation(a) => Some(*a),
+            Kind::Embedding(_)
+            | Kind::LayerNorm(_)
+            | Kind::RmsNorm(_)
+            | Kind::BatchNorm(_)
+            | Kind::GroupNorm(_)
+            | Kind::InstanceNorm(_)
+            | Kind::Normalization(_)
+            | Kind::Prelu(_)
+            | Kind::Recurrent(_)
+            | Kind::Attention(_)
+            | Kind::Pool(_)
+            | Kind::AdaptivePool(_)
+            | Kind::GlobalPool(_)
+            | Kind::Upsample(_)
+            | Kind::Permute(_)
+            | Kind::Reshape(_)
+            | Kind::Flatten(_)
+            | Kind::Dropout(_)
+            | Kind::Parameter(_)
+            | Kind::Block(_)
+            | Kind::Invalid => None,
+        }
+    }
+
+    /// Keras' automatic-name base, where the row's depends on the fields (upsample's rank).
+    pub fn keras_name(&self, row: &LayerType) -> &'static str {
+        match self {
+            Kind::Upsample(u) => u.keras_name(),
+            _ => row.keras,
+        }
+    }
+
+    /// Declares the layer's tensors and gives its output shape (blocks are walked by
+    /// [`crate::resolve`], not here).
+    pub fn resolve(&self, input: &Act, cx: &mut Cx<'_>) -> Act {
+        match self {
+            Kind::Dense(l) => l.resolve(input, cx),
+            Kind::Conv(l) => l.resolve(input, cx),
+            Kind::ConvTranspose(l) => l.resolve(input, cx),
+            Kind::Depthwise(l) => l.resolve(input, cx),
+            Kind::Separable(l) => l.resolve(input, cx),
+            Kind::Embedding(l) => l.resolve(input, cx),
+            Kind::LayerNorm(l) => l.resolve(input, cx),
+            Kind::RmsNorm(l) => l.resolve(input, cx),
+            Kind::BatchNorm(l) => l.resolve(input, cx),
+            Kind::GroupNorm(l) => l.resolve(input, cx),
+            Kind::InstanceNorm(l) => l.resolve(input, cx),
+            Kind::Normalization(l) => l.resolve(input, cx),
+            Kind::Prelu(l) => l.resolve(input, cx),
+            Kind::Recurrent(l) => l.resolve(input, cx),
+            Kind::Attention(l) => l.resolve(input, cx),
+            Kind::Pool(l) => l.resolve(input, cx),
+            Kind::AdaptivePool(l) => l.resolve(input, cx),
+            Kind::GlobalPool(l) => l.resolve(input, cx),
+            Kind::Upsample(l) => l.resolve(input, cx),
+            Kind::Permute(l) => l.resolve(input, cx),
+            Kind::Reshape(l) => l.resolve(input, cx),
+            Kind::Flatten(l) => l.resolve(input, cx),
+            Kind::Parameter(l) => l.resolve(input, cx),
+            Kind::Activation(_) | Kind::Dropout(_) => input.clone(),
+            Kind::Block(_) | Kind::Invalid => Act::poisoned(),
         }
     }
 }
 
-/// The initializer role keys a layer type takes.
-pub fn init_keys(ty: &str) -> &'static [&'static str] {
-    match ty {
-        "dense" | "conv1d" | "conv2d" | "multi_head_attention" => {
-            &["kernel_initializer", "bias_initializer"]
-        }
-        "embedding" => &["embeddings_initializer"],
-        "layer_norm" | "batch_norm" => &["gamma_initializer", "beta_initializer"],
-        "rms_norm" => &["gamma_initializer"],
-        "lstm" | "gru" => &[
-            "kernel_initializer",
-            "recurrent_initializer",
-            "bias_initializer",
-        ],
-        _ => &[],
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Reads the fields of a layer of type `ty`.
-pub fn lower(ty: &'static str, f: &mut Fields<'_>, layout: Layout, path: &str) -> Option<Kind> {
-    Some(match ty {
-        "dense" => Kind::Dense(Dense::lower(f)?),
-        "conv1d" => Kind::Conv(Conv::lower(f, 1)?),
-        "conv2d" => Kind::Conv(Conv::lower(f, 2)?),
-        "embedding" => Kind::Embedding(Embedding::lower(f)?),
-        "layer_norm" => Kind::LayerNorm(LayerNorm::lower(f, layout)?),
-        "rms_norm" => Kind::RmsNorm(RmsNorm::lower(f, layout)?),
-        "batch_norm" => Kind::BatchNorm(BatchNorm::lower(f, layout)?),
-        "lstm" => Kind::Recurrent(Recurrent::lower(f, Cell::Lstm)?),
-        "gru" => Kind::Recurrent(Recurrent::lower(f, Cell::Gru)?),
-        "multi_head_attention" => Kind::Attention(Attention::lower(f)?),
-        "max_pool2d" => Kind::Pool(Pool::lower(f, true)?),
-        "avg_pool2d" => Kind::Pool(Pool::lower(f, false)?),
-        "activation" => {
-            let function = match f.choice("function", &ACTIVATIONS) {
-                Some(s) => s.value,
-                None => {
-                    if f.node("function").is_none() {
-                        f.missing("function", "relu");
-                    }
-                    return None;
-                }
-            };
-            Kind::Activation { function }
-        }
-        "dropout" => {
-            let rate = f.f64("rate");
-            if let Some(r) = &rate {
-                if !(0.0..1.0).contains(&r.value) {
-                    f.diags.push(
-                        Diagnostic::error(
-                            diag::INVALID_VALUE,
-                            r.span,
-                            format!("dropout `rate` must be in [0, 1), got {}", r.value),
-                        )
-                        .label("out of range")
-                        .help("write the drop probability, e.g. `rate: 0.1`"),
-                    );
-                }
-            }
-            Kind::Dropout {
-                rate: rate.map_or(0.5, |r| r.value),
-            }
-        }
-        "flatten" => Kind::Flatten,
-        "global_avg_pool2d" => Kind::GlobalAvgPool2d,
-        "sequential" => Kind::Sequential(Sequential::lower(f, layout, path)?),
-        _ => return None,
-    })
-}
-
-/// Reads an optional `activation` field.
-pub(crate) fn activation_field(f: &mut Fields<'_>) -> Option<&'static str> {
-    f.choice("activation", &ACTIVATIONS).map(|s| match s.value {
-        "swish" => "silu",
-        v => v,
-    })
-}
-
-/// The per-example activation shape flowing between layers (batch excluded).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Act {
-    /// Known dimensions (`None` = size unknown), in the layout's order.
-    pub dims: Vec<Option<u64>>,
-    /// More leading dimensions of unknown number and size may come before `dims`.
-    pub open: bool,
-    /// Unknown because an earlier layer has errors: later layers stay quiet about it.
-    pub poisoned: bool,
-}
-
-impl Act {
-    /// Nothing known (no `input`, or after an error).
-    pub fn unknown() -> Act {
-        Act {
-            dims: Vec::new(),
-            open: true,
-            poisoned: false,
+    #[test]
+    fn every_row_is_unique_and_documented() {
+        let mut seen = std::collections::HashSet::new();
+        for t in LAYERS {
+            assert!(seen.insert(t.name), "{} twice", t.name);
+            assert!(t
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+            assert!(!t.summary.is_empty());
         }
     }
 
-    /// Unknown because of an earlier error.
-    pub fn poisoned() -> Act {
-        Act {
-            poisoned: true,
-            ..Act::unknown()
+    #[test]
+    fn the_registry_is_the_documented_list() {
+        let docs = include_str!("../../docs/format.md");
+        let help = crate::diag::code_info(crate::diag::UNKNOWN_LAYER_TYPE)
+            .unwrap()
+            .explanation;
+        for t in LAYERS {
+            assert!(
+                docs.contains(&format!("`{}`", t.name)),
+                "docs/format.md lacks `{}`",
+                t.name
+            );
+            assert!(
+                help.contains(t.name),
+                "unknown-layer-type's explanation lacks {}",
+                t.name
+            );
         }
     }
-
-    /// A shape of this rank with the given dimensions, rank known.
-    pub fn dims(dims: Vec<Option<u64>>) -> Act {
-        Act {
-            dims,
-            open: false,
-            poisoned: false,
-        }
-    }
-
-    /// A fully known shape.
-    pub fn known(dims: &[u64]) -> Act {
-        Act::dims(dims.iter().map(|&d| Some(d)).collect())
-    }
-
-    /// The last dimension (features / channels-last), if known.
-    pub fn last(&self) -> Option<u64> {
-        self.dims.last().copied().flatten()
-    }
-
-    /// The same shape with the last dimension replaced.
-    pub fn with_last(&self, d: u64) -> Act {
-        let mut a = self.clone();
-        match a.dims.last_mut() {
-            Some(l) => *l = Some(d),
-            None => a.dims.push(Some(d)),
-        }
-        a
-    }
-
-    /// The shape as text: `[784]`, `[?, 3, 32, 32]`, `[…, 64]`.
-    pub fn show(&self) -> String {
-        let mut parts: Vec<String> = self
-            .dims
-            .iter()
-            .map(|d| d.map_or("?".into(), |v| v.to_string()))
-            .collect();
-        if self.open {
-            parts.insert(0, "…".into());
-        }
-        format!("[{}]", parts.join(", "))
-    }
-}
-
-/// An embedding declared so far, for `tie:`.
-#[derive(Clone, Debug)]
-pub struct EmbeddingInfo {
-    /// The layer path as the layout writes it.
-    pub path: String,
-    /// Its tensor's name.
-    pub tensor: String,
-    /// Rows.
-    pub num: u64,
-    /// Columns.
-    pub dim: u64,
-}
-
-/// Everything a layer needs to declare its tensors.
-pub struct Cx<'a> {
-    /// Naming and storage convention.
-    pub layout: Layout,
-    /// The layer's element type.
-    pub dtype: DType,
-    /// The spec's seed.
-    pub seed: u64,
-    /// Path segments of the layer's parent.
-    pub parent: Vec<String>,
-    /// The layer's own name segment.
-    pub name: String,
-    /// The layer as written.
-    pub layer: &'a LayerSpec,
-    /// The spec's `defaults`.
-    pub defaults: &'a Inits,
-    /// Tensors declared so far.
-    pub tensors: &'a mut Vec<TensorDecl>,
-    /// Problems found so far.
-    pub diags: &'a mut Diags,
-    /// Embeddings declared so far.
-    pub embeddings: &'a mut Vec<EmbeddingInfo>,
-    /// Ties declared so far.
-    pub ties: &'a mut Vec<Tie>,
-    /// Set once the model has [`crate::model::MAX_TENSORS`] tensors (reported once).
-    pub full: &'a mut bool,
-}
-
-/// The framework's default for one tensor and a few words on where it comes from.
-pub struct Default {
-    /// The initializer.
-    pub init: Init,
-    /// The rule in the framework's words.
-    pub rule: &'static str,
-}
-
-/// Shorthand for a [`Default`].
-pub fn dflt(init: Init, rule: &'static str) -> Default {
-    Default { init, rule }
-}
-
-impl Cx<'_> {
-    /// The layer's path as the layout writes it.
-    pub fn path(&self) -> String {
-        let mut s = self.parent.clone();
-        s.push(self.name.clone());
-        self.layout.join(&s)
-    }
-
-    /// Records a problem of this layer.
-    pub fn error(&mut self, d: Diagnostic) {
-        let p = self.path();
-        self.diags.push(d.at_path(&p));
-    }
-
-    /// Reports that the input size cannot be inferred; the help names the field to write.
-    pub fn missing_input(&mut self, field: &str, input: &Act) {
-        if input.poisoned {
-            return;
-        }
-        let d = Diagnostic::error(
-            diag::MISSING_INPUT_SIZE,
-            self.layer.type_span,
-            format!(
-                "cannot infer `{field}` of this layer from its input {}",
-                input.show()
-            ),
-        )
-        .label("input size unknown here")
-        .help(format!(
-            "state it on the layer (`{field}: 256`) or give the model an `input:` shape"
-        ));
-        self.error(d);
-    }
-
-    /// Declares a tensor named `segments` under the layer's path.
-    pub fn tensor(
-        &mut self,
-        segments: &[&str],
-        key: &'static str,
-        role: Role,
-        shape: Vec<u64>,
-        fans: Fans,
-        default: Default,
-    ) {
-        let mut path = self.parent.clone();
-        path.push(self.name.clone());
-        path.extend(segments.iter().map(|s| s.to_string()));
-        self.tensor_at(path, key, role, shape, fans, default);
-    }
-
-    /// Declares a tensor at a full path (for layers that name siblings, such as stacked Keras RNNs).
-    pub fn tensor_at(
-        &mut self,
-        path: Vec<String>,
-        key: &'static str,
-        role: Role,
-        shape: Vec<u64>,
-        fans: Fans,
-        default: Default,
-    ) {
-        if self.tensors.len() >= crate::model::MAX_TENSORS {
-            if !std::mem::replace(self.full, true) {
-                let d = Diagnostic::error(
-                    diag::INPUT_LIMIT,
-                    self.layer.type_span,
-                    format!(
-                        "the model passes {} tensors here",
-                        crate::model::MAX_TENSORS
-                    ),
-                )
-                .label("one tensor too many")
-                .help("check `repeat` and `num_layers` for a typo; the largest real models have some 100,000 tensors");
-                self.error(d);
-            }
-            return;
-        }
-        let name = self.layout.join(&path);
-        let dtype = if role == Role::NumBatchesTracked {
-            DType::I64
-        } else {
-            self.dtype
-        };
-        let chosen: Option<(&InitSpec, &'static str)> = self
-            .layer
-            .inits
-            .get(key)
-            .map(|i| (i, "layer"))
-            .or_else(|| self.defaults.get(key).map(|i| (i, "defaults")));
-        let seed = chosen.and_then(|(spec, _)| spec.seed);
-        let span = chosen.map_or(self.layer.type_span, |(spec, _)| spec.span);
-        // A written initializer, or the framework's (also for `default`, or a bare `seed:`).
-        let (init, choice) =
-            match chosen.and_then(|(spec, src)| Some((spec.init.clone()?, spec, src))) {
-                Some((init, spec, source)) => (
-                    init,
-                    InitChoice {
-                        written: spec.name.clone(),
-                        source,
-                        default_rule: None,
-                    },
-                ),
-                None => (
-                    default.init,
-                    InitChoice {
-                        written: "default".into(),
-                        source: "framework",
-                        default_rule: Some(default.rule.into()),
-                    },
-                ),
-            };
-        let numel = product(&shape);
-        if numel.and_then(|n| n.checked_mul(dtype.size())).is_none() {
-            let d = Diagnostic::error(
-                diag::SHAPE_OVERFLOW,
-                self.layer.type_span,
-                format!("tensor `{name}` of shape {shape:?} has more elements than fit in 64 bits"),
-            )
-            .label("sizes multiply past 2^64")
-            .help("check the sizes of this layer for a typo");
-            self.error(d);
-            return;
-        }
-        if let Some(msg) = shape_problem(&init, &shape, role, self.layout) {
-            let d = Diagnostic::error(
-                diag::IMPOSSIBLE_SHAPE,
-                span,
-                format!(
-                    "`{}` cannot fill `{name}` of shape {shape:?}: {msg}",
-                    choice.written
-                ),
-            )
-            .label("this initializer")
-            .also(self.layer.type_span, "on this layer")
-            .help("choose an initializer for this shape, e.g. `glorot_uniform` or `zeros`");
-            self.error(d);
-            return;
-        }
-        self.tensors.push(TensorDecl {
-            name,
-            layer: self.path(),
-            role,
-            shape,
-            dtype,
-            init,
-            choice,
-            fans,
-            seed: seed.unwrap_or(self.seed),
-            span,
-        });
-    }
-}
-
-fn shape_problem(init: &Init, shape: &[u64], role: Role, layout: Layout) -> Option<String> {
-    match init {
-        Init::Identity { .. } if shape.len() != 2 => Some(format!(
-            "it needs a matrix (2 dimensions), this has {}",
-            shape.len()
-        )),
-        Init::Orthogonal { .. } if shape.len() < 2 => Some("it needs at least 2 dimensions".into()),
-        Init::Sparse { .. } if shape.len() != 2 => Some(format!(
-            "it needs a matrix (2 dimensions), this has {}",
-            shape.len()
-        )),
-        Init::Dirac { .. } if !(3..=5).contains(&shape.len()) || role != Role::Kernel => {
-            Some("it needs a convolution kernel (3 to 5 dimensions)".into())
-        }
-        Init::Dirac { groups } if !out_channels(shape, layout).is_multiple_of(*groups) => {
-            Some(format!(
-                "{} output channels do not divide into {groups} groups",
-                out_channels(shape, layout)
-            ))
-        }
-        Init::UnitForgetBias { units } if shape.iter().product::<u64>() != 4 * units => {
-            Some("it fills an LSTM bias of 4·units".into())
-        }
-        _ => None,
-    }
-}
-
-/// Output channels of a stored conv kernel: `[out, in, *k]` or `[*k, in, out]`.
-fn out_channels(shape: &[u64], layout: Layout) -> u64 {
-    match layout {
-        Layout::Pytorch => shape[0],
-        Layout::Keras => shape[shape.len() - 1],
-    }
-}
-
-/// Orthogonal flattening for the layout.
-pub fn orthogonal(layout: Layout) -> Init {
-    Init::Orthogonal {
-        gain: 1.0,
-        flatten: match layout {
-            Layout::Pytorch => Flatten::Trailing,
-            Layout::Keras => Flatten::Leading,
-        },
-    }
-}
-
-/// Torch's Linear/Conv weight default: kaiming_uniform(a=sqrt(5)) = U(±1/sqrt(fan_in)).
-pub fn torch_weight_default() -> Default {
-    dflt(
-        Init::VarianceScaling {
-            scale: 1.0 / 3.0,
-            mode: crate::init::FanMode::FanIn,
-            distribution: crate::init::VsDistribution::Uniform,
-        },
-        "torch: kaiming_uniform(a=sqrt(5)) = U(±1/sqrt(fan_in))",
-    )
-}
-
-/// Torch's Linear/Conv bias default: U(±1/sqrt(fan_in)) with the weight's fan_in.
-pub fn torch_bias_default(fan_in: u64) -> Default {
-    let b = if fan_in > 0 {
-        1.0 / (fan_in as f64).sqrt()
-    } else {
-        0.0
-    };
-    dflt(
-        Init::Uniform { low: -b, high: b },
-        "torch: U(±1/sqrt(fan_in))",
-    )
-}
-
-/// Keras' kernel default.
-pub fn glorot_uniform() -> Default {
-    dflt(
-        Init::VarianceScaling {
-            scale: 1.0,
-            mode: crate::init::FanMode::FanAvg,
-            distribution: crate::init::VsDistribution::Uniform,
-        },
-        "keras: glorot_uniform",
-    )
-}
-
-/// Checked product of sizes; `None` on overflow.
-pub fn product(dims: &[u64]) -> Option<u64> {
-    dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
-}
-
-/// An overflow diagnostic for a layer.
-pub fn overflow(span: Span, what: &str) -> Diagnostic {
-    Diagnostic::error(
-        diag::SHAPE_OVERFLOW,
-        span,
-        format!("{what} overflows 64 bits"),
-    )
-    .label("sizes multiply past 2^64")
-    .help("check the sizes for a typo")
 }

@@ -1,6 +1,7 @@
-//! `lstm`, `gru`: nn.LSTM / nn.GRU and keras LSTM / GRU (stacked and bidirectional).
+//! `lstm`, `gru`, `rnn`: nn.LSTM / nn.GRU / nn.RNN and keras LSTM / GRU / SimpleRNN
+//! (stacked and bidirectional).
 
-use super::{dflt, glorot_uniform, orthogonal, overflow, Act, Cx};
+use super::{dflt, glorot_uniform, orthogonal, overflow, Act, Activation, Cx};
 use crate::init::Init;
 use crate::model::{Fans, Layout, Role};
 use crate::spec::Fields;
@@ -12,6 +13,8 @@ pub enum Cell {
     Lstm,
     /// 3 gates: r, z, n (keras: z, r, h).
     Gru,
+    /// No gates: h = φ(W x + U h + b) (nn.RNN, SimpleRNN).
+    Rnn,
 }
 
 impl Cell {
@@ -19,13 +22,16 @@ impl Cell {
         match self {
             Cell::Lstm => 4,
             Cell::Gru => 3,
+            Cell::Rnn => 1,
         }
     }
 
-    fn keras(self) -> &'static str {
+    /// Keras' class name in snake_case (`forward_<it>`, `<it>_cell`).
+    pub fn keras(self) -> &'static str {
         match self {
             Cell::Lstm => "lstm",
             Cell::Gru => "gru",
+            Cell::Rnn => "simple_rnn",
         }
     }
 }
@@ -45,6 +51,8 @@ pub struct Recurrent {
     pub bidirectional: bool,
     /// Whether it has biases.
     pub use_bias: bool,
+    /// A simple RNN's nonlinearity (tanh or relu).
+    pub nonlinearity: Activation,
 }
 
 impl Recurrent {
@@ -54,6 +62,15 @@ impl Recurrent {
         let num_layers = f.size("num_layers").map_or(1, |s| s.value);
         let bidirectional = f.bool("bidirectional", false);
         let use_bias = f.bool("use_bias", true);
+        let nonlinearity = if cell == Cell::Rnn {
+            // torch's `nonlinearity`, Keras' `activation`: tanh or relu.
+            match f.choice("nonlinearity", &["tanh", "relu"]).map(|s| s.value) {
+                Some("relu") => Activation::Relu,
+                _ => Activation::Tanh,
+            }
+        } else {
+            Activation::Tanh
+        };
         Some(Recurrent {
             cell,
             units: units?.value,
@@ -61,7 +78,13 @@ impl Recurrent {
             num_layers,
             bidirectional,
             use_bias,
+            nonlinearity,
         })
+    }
+
+    /// A simple RNN's nonlinearity; `None` for a gated cell.
+    pub fn simple_activation(&self) -> Option<Activation> {
+        (self.cell == Cell::Rnn).then_some(self.nonlinearity)
     }
 
     pub(crate) fn resolve(&self, input: &Act, cx: &mut Cx<'_>) -> Act {
@@ -149,10 +172,21 @@ impl Recurrent {
                         format!("{}_{l}", cx.name)
                     };
                     let cell = format!("{}_cell", self.cell.keras());
+                    // Bidirectional copies the wrapped layer as forward_<its name> and
+                    // backward_<its name>; the wrapped layer took an automatic name first.
+                    let wrapped = cx
+                        .keras_wrapped
+                        .clone()
+                        .unwrap_or_else(|| self.cell.keras().to_string());
+                    let wrapped = if l == 0 {
+                        wrapped
+                    } else {
+                        format!("{wrapped}_{l}")
+                    };
                     let dir_names: Vec<Option<String>> = if self.bidirectional {
                         vec![
-                            Some(format!("forward_{}", self.cell.keras())),
-                            Some(format!("backward_{}", self.cell.keras())),
+                            Some(format!("forward_{wrapped}")),
+                            Some(format!("backward_{wrapped}")),
                         ]
                     } else {
                         vec![None]
@@ -184,7 +218,7 @@ impl Recurrent {
                             dflt(orthogonal(cx.layout), "keras: orthogonal"),
                         );
                         if self.use_bias {
-                            match self.cell {
+                            let _ = match self.cell {
                                 Cell::Lstm => cx.tensor_at(
                                     b,
                                     "bias_initializer",
@@ -196,6 +230,14 @@ impl Recurrent {
                                         "keras: zeros, forget gate 1 (unit_forget_bias)",
                                     ),
                                 ),
+                                Cell::Rnn => cx.tensor_at(
+                                    b,
+                                    "bias_initializer",
+                                    Role::Bias,
+                                    vec![h],
+                                    ih,
+                                    dflt(Init::ZEROS, "keras: zeros"),
+                                ),
                                 // reset_after=True (the Keras 3 default) keeps input and recurrent biases apart.
                                 Cell::Gru => cx.tensor_at(
                                     b,
@@ -205,7 +247,7 @@ impl Recurrent {
                                     ih,
                                     dflt(Init::ZEROS, "keras: zeros"),
                                 ),
-                            }
+                            };
                         }
                     }
                 }

@@ -1,10 +1,11 @@
 //! Second moments of initializers and of activations of Gaussian inputs.
 
 use crate::init::{normal_cdf, Dist, Flatten, Init};
-use crate::model::{Layout, TensorDecl};
+use crate::layers::Activation;
+use crate::model::TensorDecl;
 
 /// E[w²] of one element of a tensor at init.
-pub fn second_moment(t: &TensorDecl, layout: Layout) -> f64 {
+pub fn second_moment(t: &TensorDecl) -> f64 {
     match t.init.dist(t.fans) {
         Dist::Constant(v) => v * v,
         Dist::Normal { mean, std } => mean * mean + std * std,
@@ -34,13 +35,24 @@ pub fn second_moment(t: &TensorDecl, layout: Layout) -> f64 {
                 }
                 Init::Identity { gain } => gain * gain * first.min(last) / numel,
                 Init::Dirac { groups } => {
-                    let n = t.shape.len();
-                    let (out, in_g) = match layout {
-                        Layout::Pytorch => (first, t.shape[1] as f64),
-                        Layout::Keras => (last, t.shape[n - 2] as f64),
-                    };
+                    let (o, i) = t.channel_axes.unwrap_or((0, 1.min(t.shape.len() - 1)));
+                    let (out, in_g) = (t.shape[o] as f64, t.shape[i] as f64);
                     let g = *groups as f64;
                     g * (out / g).min(in_g) / numel
+                }
+                Init::Sinusoidal { .. } => 0.5,
+                Init::RelativePositionIndex { .. } => numel,
+                Init::NormOf { of, .. } => {
+                    // g² is a slice's sum of v²: the slice's size times E[v²].
+                    let n_v: u64 = of.shape.iter().product();
+                    let v = TensorDecl {
+                        shape: of.shape.clone(),
+                        init: of.init.clone(),
+                        fans: of.fans,
+                        channel_axes: of.channel_axes,
+                        ..t.clone()
+                    };
+                    second_moment(&v) * n_v as f64 / numel
                 }
                 Init::Sparse { sparsity, std } => {
                     let rows = t.shape.first().copied().unwrap_or(1) as f64;
@@ -66,93 +78,42 @@ pub fn truncated_moments(mean: f64, std: f64, low: f64, high: f64) -> (f64, f64)
     (mean + std * m, std * std * v.max(0.0))
 }
 
-fn act(name: Option<&str>, x: f64) -> f64 {
-    match name {
-        Some("relu") => x.max(0.0),
-        Some("leaky_relu") => {
-            if x > 0.0 {
-                x
-            } else {
-                0.01 * x
-            }
-        }
-        Some("elu") => {
-            if x > 0.0 {
-                x
-            } else {
-                x.exp_m1()
-            }
-        }
-        Some("selu") => {
-            let (l, a) = (1.050_700_987_355_480_5, 1.673_263_242_354_377_3);
-            if x > 0.0 {
-                l * x
-            } else {
-                l * a * x.exp_m1()
-            }
-        }
-        Some("gelu") => x * normal_cdf(x),
-        Some("silu") | Some("swish") => x / (1.0 + (-x).exp()),
-        Some("tanh") => x.tanh(),
-        Some("sigmoid") => 1.0 / (1.0 + (-x).exp()),
-        _ => x,
+/// E[w] of one element of a tensor at init (0 for structured ones, but forget biases).
+pub fn first_moment(t: &TensorDecl) -> f64 {
+    match t.init.dist(t.fans) {
+        Dist::Constant(v) => v,
+        Dist::Normal { mean, .. } => mean,
+        Dist::Uniform { low, high } => (low + high) / 2.0,
+        Dist::TruncatedNormal {
+            mean,
+            std,
+            low,
+            high,
+        } => truncated_moments(mean, std, low, high).0,
+        Dist::Structured => 0.0,
     }
 }
 
-fn deriv(name: Option<&str>, x: f64) -> f64 {
-    match name {
-        Some("relu") => f64::from(u8::from(x > 0.0)),
-        Some("leaky_relu") => {
-            if x > 0.0 {
-                1.0
-            } else {
-                0.01
-            }
-        }
-        Some("elu") => {
-            if x > 0.0 {
-                1.0
-            } else {
-                x.exp()
-            }
-        }
-        Some("selu") => {
-            let (l, a) = (1.050_700_987_355_480_5, 1.673_263_242_354_377_3);
-            if x > 0.0 {
-                l
-            } else {
-                l * a * x.exp()
-            }
-        }
-        Some("gelu") => {
-            normal_cdf(x) + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
-        }
-        Some("silu") | Some("swish") => {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 + x * (1.0 - s))
-        }
-        Some("tanh") => 1.0 - x.tanh().powi(2),
-        Some("sigmoid") => {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 - s)
-        }
-        _ => 1.0,
-    }
-}
-
-/// E[φ(z)²] (or E[φ′(z)²] when `derivative`) for z ~ N(0, q), by Simpson's rule on ±10σ.
-pub fn expect_sq(activation: Option<&str>, q: f64, derivative: bool) -> f64 {
-    let activation = activation.filter(|a| *a != "linear" && *a != "softmax");
-    if activation.is_none() {
+/// E[h(z)²] for z ~ N(0, q), where h applies `chain` in order, or E[(h′(z))²] of the
+/// last function's derivative at the chain before it when `derivative` (by Simpson's
+/// rule on ±10σ). An empty chain is the identity.
+pub fn chain_sq(chain: &[Activation], q: f64, derivative: bool) -> f64 {
+    let chain: Vec<Activation> = chain
+        .iter()
+        .copied()
+        .filter(|a| !matches!(a, Activation::Linear | Activation::Softmax))
+        .collect();
+    if chain.is_empty() {
         return if derivative { 1.0 } else { q };
     }
-    if !(q.is_finite()) {
+    if !q.is_finite() {
         return q;
     }
     let s = q.max(0.0).sqrt();
     let n = 800;
     let (lo, hi) = (-10.0f64, 10.0f64);
     let h = (hi - lo) / n as f64;
+    let (last, before) = chain.split_last().expect("not empty");
     let mut sum = 0.0;
     for k in 0..=n {
         let t = lo + k as f64 * h;
@@ -164,14 +125,21 @@ pub fn expect_sq(activation: Option<&str>, q: f64, derivative: bool) -> f64 {
             2.0
         };
         let pdf = (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let u = before.iter().fold(s * t, |x, a| a.apply(x));
         let f = if derivative {
-            deriv(activation, s * t)
+            last.derivative(u)
         } else {
-            act(activation, s * t)
+            last.apply(u)
         };
         sum += w * pdf * f * f;
     }
     sum * h / 3.0
+}
+
+/// E[φ(z)²] (or E[φ′(z)²] when `derivative`) for z ~ N(0, q).
+#[cfg(test)]
+pub fn expect_sq(activation: Option<Activation>, q: f64, derivative: bool) -> f64 {
+    chain_sq(activation.as_slice(), q, derivative)
 }
 
 #[cfg(test)]
@@ -180,20 +148,24 @@ mod tests {
 
     #[test]
     fn known_second_moments() {
+        use Activation::*;
         // relu halves the variance; its derivative squared is 1/2
-        assert!((expect_sq(Some("relu"), 4.0, false) - 2.0).abs() < 1e-9);
+        assert!((expect_sq(Some(Relu), 4.0, false) - 2.0).abs() < 1e-9);
         assert!(
-            (expect_sq(Some("relu"), 4.0, true) - 0.5).abs() < 1e-2,
+            (expect_sq(Some(Relu), 4.0, true) - 0.5).abs() < 1e-2,
             "a step: Simpson is first-order here"
         );
         // tanh ≈ linear for small inputs, saturates for large
-        assert!((expect_sq(Some("tanh"), 1e-4, false) / 1e-4 - 1.0).abs() < 1e-3);
-        assert!(expect_sq(Some("tanh"), 100.0, false) > 0.9);
+        assert!((expect_sq(Some(Tanh), 1e-4, false) / 1e-4 - 1.0).abs() < 1e-3);
+        assert!(expect_sq(Some(Tanh), 100.0, false) > 0.9);
         // sigmoid of N(0, q→0) is 1/2: second moment 1/4
-        assert!((expect_sq(Some("sigmoid"), 1e-8, false) - 0.25).abs() < 1e-6);
+        assert!((expect_sq(Some(Sigmoid), 1e-8, false) - 0.25).abs() < 1e-6);
         // selu keeps unit variance (self-normalizing)
-        assert!((expect_sq(Some("selu"), 1.0, false) - 1.0).abs() < 1e-3);
+        assert!((expect_sq(Some(Selu), 1.0, false) - 1.0).abs() < 1e-3);
         assert_eq!(expect_sq(None, 3.0, false), 3.0);
+        // relu twice is relu once: a chain, not a Gaussian fed to each
+        assert!((chain_sq(&[Relu, Relu], 4.0, false) - 2.0).abs() < 1e-9);
+        assert!((chain_sq(&[Tanh, Tanh], 1.0, false) - chain_sq(&[Tanh], 1.0, false)).abs() > 1e-3);
     }
 
     #[test]

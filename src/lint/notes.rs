@@ -1,12 +1,11 @@
 //! Notes beyond SPEC.md: trunc-normal-uncut and gain-mismatch.
 
-use super::symmetry::{effective_activation, suggestion, WEIGHT_LAYERS};
+use super::symmetry::{effective_activation, suggestion};
 use super::Sink;
 use crate::diag::Diagnostic;
 use crate::init::{num, Init};
-use crate::model::{LayerInfo, Model, Role, Step, TensorDecl};
-
-const RELU_LIKE: [&str; 5] = ["relu", "leaky_relu", "elu", "gelu", "silu"];
+use crate::layers::Activation;
+use crate::model::{LayerClass, LayerInfo, Model, Role, Step, TensorDecl};
 
 pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
     uncut(model, sink);
@@ -76,14 +75,28 @@ fn gains(model: &Model, sink: &mut Sink<'_>) {
                 ),
             )
             .label(format!("`{}` has gain 1", k.choice.written))
-            .help(format!("use {}", suggestion(Some("relu"))));
+            .help(format!("use {}", suggestion(Some(Activation::Relu))));
             sink.report(&[l], d);
         }
         run.clear();
     };
     for (i, step) in model.flow.iter().enumerate() {
-        let Step::Layer(l) = step else { continue };
-        if !WEIGHT_LAYERS.contains(&l.kind) {
+        let l = match step {
+            Step::Layer(l) => l,
+            // A stack of relu layers is a chain: branches and residuals end it.
+            Step::Branch => {
+                flush(&mut run, sink);
+                continue;
+            }
+            Step::Enter { topology, .. } | Step::Exit { topology, .. }
+                if topology.merge.is_some() || topology.residual.is_some() =>
+            {
+                flush(&mut run, sink);
+                continue;
+            }
+            _ => continue,
+        };
+        if l.class != LayerClass::Weight {
             continue;
         }
         let Some(k) = kernel(model, l) else {
@@ -94,14 +107,14 @@ fn gains(model: &Model, sink: &mut Sink<'_>) {
         let w = k.choice.written.as_str();
         let relu_gain = matches!(w, "he_normal" | "he_uniform")
             || matches!((w, &k.init), ("kaiming_normal" | "kaiming_uniform", Init::VarianceScaling { scale, .. }) if *scale > 1.9);
-        if relu_gain && matches!(act, Some("tanh" | "sigmoid")) {
+        if relu_gain && act.is_some_and(Activation::is_saturating) {
             let d = Diagnostic::error(
                 "gain-mismatch",
                 k.span,
                 format!(
                     "`{w}` has the gain of relu, but `{}` is followed by {}",
                     l.path,
-                    act.unwrap_or_default()
+                    act.map_or("", Activation::name)
                 ),
             )
             .label("relu gain")
@@ -117,7 +130,7 @@ fn gains(model: &Model, sink: &mut Sink<'_>) {
                 | "lecun_uniform"
                 | "lecun_normal"
         );
-        if unit_gain && act.is_some_and(|a| RELU_LIKE.contains(&a)) {
+        if unit_gain && act.is_some_and(Activation::is_relu_like) {
             run.push((l, k));
         } else {
             flush(&mut run, sink);

@@ -18,7 +18,7 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
             };
             let typical = match t.init.dist(t.fans) {
                 Dist::Constant(v) => v.abs(),
-                _ => second_moment(t, model.layout).sqrt(),
+                _ => second_moment(t).sqrt(),
             };
             if typical > 0.0 && typical < tiny {
                 let d = Diagnostic::error(

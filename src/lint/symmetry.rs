@@ -3,20 +3,11 @@
 use super::Sink;
 use crate::diag::Diagnostic;
 use crate::init::{Dist, Init};
-use crate::model::{LayerInfo, Model, Role, Step, TensorDecl};
-
-/// Layer types whose kernels make units differ from each other.
-pub(super) const WEIGHT_LAYERS: [&str; 6] = [
-    "dense",
-    "conv1d",
-    "conv2d",
-    "lstm",
-    "gru",
-    "multi_head_attention",
-];
+use crate::layers::Activation;
+use crate::model::{LayerClass, LayerInfo, Model, Role, Signal, Step, TensorDecl};
 
 /// The activation a layer's output goes through: its own, or the next activation layer's.
-pub(super) fn effective_activation(model: &Model, i: usize) -> Option<&'static str> {
+pub(super) fn effective_activation(model: &Model, i: usize) -> Option<Activation> {
     let Step::Layer(l) = &model.flow[i] else {
         return None;
     };
@@ -25,7 +16,7 @@ pub(super) fn effective_activation(model: &Model, i: usize) -> Option<&'static s
     }
     for step in &model.flow[i + 1..] {
         match step {
-            Step::Layer(n) if n.kind == "activation" => return n.activation,
+            Step::Layer(n) if n.class == LayerClass::Pointwise => return n.activation,
             Step::Layer(n) if n.kind == "dropout" => continue,
             _ => return None,
         }
@@ -34,12 +25,10 @@ pub(super) fn effective_activation(model: &Model, i: usize) -> Option<&'static s
 }
 
 /// The family of initializers that suits an activation, for help lines.
-pub(super) fn suggestion(activation: Option<&str>) -> &'static str {
+pub(super) fn suggestion(activation: Option<Activation>) -> &'static str {
     match activation {
-        Some("relu" | "leaky_relu" | "elu" | "gelu" | "silu" | "swish") => {
-            "he_normal (kaiming_normal), made for relu-like activations"
-        }
-        Some("selu") => "lecun_normal, made for selu",
+        Some(Activation::Selu) => "lecun_normal, made for selu",
+        Some(a) if a.is_relu_like() => "he_normal (kaiming_normal), made for relu-like activations",
         _ => "glorot_uniform (xavier_uniform), made for tanh, sigmoid and linear outputs",
     }
 }
@@ -64,17 +53,23 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
     for (i, step) in model.flow.iter().enumerate() {
         let l = match step {
             Step::Layer(l) => l,
-            Step::Enter { residual: true, .. } | Step::Exit { residual: true, .. } => {
-                // A residual add mixes the block's input back in: the chain is broken.
+            Step::Enter { topology, .. } | Step::Exit { topology, .. }
+                if topology.merge.is_some() || topology.residual.is_some() =>
+            {
+                // Branches and residuals mix other paths in: the chain is broken.
+                prev = None;
+                continue;
+            }
+            Step::Branch => {
                 prev = None;
                 continue;
             }
             _ => continue,
         };
-        if l.kind == "embedding" {
+        if l.signal == Signal::Embedding {
             prev = None;
         }
-        if !WEIGHT_LAYERS.contains(&l.kind) {
+        if l.class != LayerClass::Weight {
             continue;
         }
         let ks = kernels(model, l);

@@ -2,8 +2,10 @@
 //! layout's framework does, pick each tensor's initializer, and check the whole.
 
 use crate::diag::{self, Diagnostic, Diags};
-use crate::layers::{Act, Cx, EmbeddingInfo, Kind};
-use crate::model::{DType, LayerInfo, Model, Step, TensorDecl, Tie, MAX_LAYERS};
+use crate::layers::{Act, Block, Cx, EmbeddingInfo, Kind};
+use crate::model::{
+    DType, LayerInfo, Layout, Merge, Model, Step, TensorDecl, Tie, Topology, MAX_LAYERS,
+};
 use crate::spec::{LayerSpec, Spec};
 use std::collections::HashMap;
 
@@ -26,7 +28,7 @@ fn expanded(layers: &[LayerSpec]) -> Result<u64, Box<Diagnostic>> {
     let mut n = 0u64;
     for l in layers {
         n = n.saturating_add(match &l.kind {
-            Kind::Sequential(seq) => {
+            Kind::Block(seq) => {
                 let inner = expanded(&seq.layers)?;
                 let copies = seq.repeat.as_ref().map_or(1, |r| r.value);
                 let total = inner.saturating_add(1).saturating_mul(copies);
@@ -71,11 +73,11 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Diags) -> Mo
     match too_many {
         Some(d) => w.diags.push(*d),
         None => {
-            w.walk(&spec.layers, &[], input, spec.dtype);
+            w.walk(&spec.layers, &[], input, spec.dtype, &mut 0);
         }
     }
     if let Some(d) = force_dtype {
-        for t in w.tensors.iter_mut().filter(|t| t.dtype != DType::I64) {
+        for t in w.tensors.iter_mut().filter(|t| t.dtype.is_float()) {
             t.dtype = d;
         }
     }
@@ -139,85 +141,68 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Diags) -> Mo
 }
 
 impl Walker<'_> {
+    /// The layer's own path segment: its `name`, else what the framework would call it
+    /// (its index in its list under pytorch, `dense_1` under keras).
     fn auto_name(&mut self, layer: &LayerSpec, index: usize) -> String {
         if let Some(n) = &layer.name {
             return n.value.clone();
         }
         match self.spec.layout {
-            crate::model::Layout::Pytorch => index.to_string(),
-            crate::model::Layout::Keras => {
-                // Keras names unnamed layers by class: dense, dense_1, dense_2, ...
-                let base = layer.kind.keras_name();
-                let n = self.keras_counts.entry(base).or_insert(0);
-                let name = if *n == 0 {
-                    base.to_string()
-                } else {
-                    format!("{base}_{n}")
+            Layout::Pytorch => index.to_string(),
+            Layout::Keras => {
+                let base = match layer.ty {
+                    Some(row) => layer.kind.keras_name(row),
+                    None => "layer",
                 };
-                *n += 1;
-                name
+                self.keras_uid(base)
             }
         }
     }
 
-    fn walk(&mut self, layers: &[LayerSpec], parent: &[String], mut act: Act, dtype: DType) -> Act {
-        for (i, layer) in layers.iter().enumerate() {
+    /// Keras' automatic name for the next layer of class `base`: base, base_1, base_2, ...
+    fn keras_uid(&mut self, base: &'static str) -> String {
+        let n = self.keras_counts.entry(base).or_insert(0);
+        let name = if *n == 0 {
+            base.to_string()
+        } else {
+            format!("{base}_{n}")
+        };
+        *n += 1;
+        name
+    }
+
+    /// Walks `layers` under `parent`; `counter` numbers unnamed layers of the list (a block
+    /// with `scope: false` numbers its children on, as if they stood in this list).
+    fn walk(
+        &mut self,
+        layers: &[LayerSpec],
+        parent: &[String],
+        mut act: Act,
+        dtype: DType,
+        counter: &mut usize,
+    ) -> Act {
+        for layer in layers {
             if self.full {
                 return Act::poisoned();
             }
-            let name = self.auto_name(layer, i);
             let dtype = layer.dtype.unwrap_or(dtype);
-            if let Kind::Sequential(seq) = &layer.kind {
-                let mut base = parent.to_vec();
-                base.push(name);
-                let copies = seq.repeat.as_ref().map(|r| r.value);
-                let outer_allow = self.allow;
-                self.allow = self.allow.union(layer.allow);
-                for r in 0..copies.unwrap_or(1) {
-                    let mut p = base.clone();
-                    if copies.is_some() {
-                        p.push(r.to_string());
-                    }
-                    let path = self.spec.layout.join(&p);
-                    let problems = self.diags.len();
-                    let residual = seq.residual;
-                    self.flow.push(Step::Enter {
-                        path: path.clone(),
-                        residual,
-                    });
-                    let before = act.clone();
-                    act = self.walk(&seq.layers, &p, act, dtype);
-                    self.flow.push(Step::Exit {
-                        path: path.clone(),
-                        residual,
-                    });
-                    if residual {
-                        if before.dims != act.dims && is_known(&before) && is_known(&act) {
-                            self.diags.push(
-                                Diagnostic::error(
-                                    diag::SHAPE_MISMATCH,
-                                    layer.type_span,
-                                    format!(
-                                        "residual block maps {} to {}; a residual add needs equal shapes",
-                                        before.show(),
-                                        act.show()
-                                    ),
-                                )
-                                .label("residual block")
-                                .help("make the block's last layer output its input size, or set `residual: false`")
-                                .at_path(&path),
-                            );
-                        }
-                        act = before;
-                    }
-                    // A broken block would report the same problems in every copy.
-                    if self.diags.len() > problems || self.full {
-                        break;
-                    }
-                }
-                self.allow = outer_allow;
+            if let Kind::Block(block) = &layer.kind {
+                act = self.block(layer, block, parent, act, dtype, counter);
                 continue;
             }
+            // Keras names a Bidirectional wrapper `bidirectional` and the layer it wraps
+            // from that layer's own counter (`forward_lstm_1`), even when the wrapper is named.
+            let keras_wrapped = match (&layer.kind, self.spec.layout) {
+                (Kind::Recurrent(r), Layout::Keras) if r.bidirectional => {
+                    Some(self.keras_uid(r.cell.keras()))
+                }
+                _ => None,
+            };
+            let name = match (&keras_wrapped, &layer.name) {
+                (Some(_), None) => self.keras_uid("bidirectional"),
+                _ => self.auto_name(layer, *counter),
+            };
+            *counter += 1;
             let first_tensor = self.tensors.len();
             let ties_before = self.ties.len();
             let allow = self.allow.union(layer.allow);
@@ -234,27 +219,15 @@ impl Walker<'_> {
                 embeddings: &mut self.embeddings,
                 ties: &mut self.ties,
                 full: &mut self.full,
+                keras_wrapped,
             };
-            act = match &layer.kind {
-                Kind::Dense(l) => l.resolve(&act, &mut cx),
-                Kind::Conv(l) => l.resolve(&act, &mut cx),
-                Kind::Embedding(l) => l.resolve(&act, &mut cx),
-                Kind::LayerNorm(l) => l.resolve(&act, &mut cx),
-                Kind::RmsNorm(l) => l.resolve(&act, &mut cx),
-                Kind::BatchNorm(l) => l.resolve(&act, &mut cx),
-                Kind::Recurrent(l) => l.resolve(&act, &mut cx),
-                Kind::Attention(l) => l.resolve(&act, &mut cx),
-                Kind::Pool(l) => l.resolve(&act, &mut cx),
-                Kind::Activation { .. } | Kind::Dropout { .. } => act,
-                Kind::Flatten => flatten(&act, &mut cx),
-                Kind::GlobalAvgPool2d => global_pool(&act, &mut cx),
-                Kind::Invalid => Act::poisoned(),
-                Kind::Sequential(_) => unreachable!("handled above"),
-            };
+            act = layer.kind.resolve(&act, &mut cx);
             let path = cx.path();
             self.flow.push(Step::Layer(LayerInfo {
                 path,
-                kind: layer.kind.type_name(),
+                kind: layer.ty.map_or("invalid", |t| t.name),
+                class: layer.kind.class(),
+                signal: layer.kind.signal(),
                 activation: layer.kind.activation(),
                 tensors: (first_tensor..self.tensors.len()).collect(),
                 tie: self.ties[ties_before..].first().map(|t| t.target.clone()),
@@ -263,6 +236,205 @@ impl Walker<'_> {
             }));
         }
         act
+    }
+
+    /// Walks a `sequential` or `parallel`: every copy of it between Enter and Exit
+    /// markers, its branches between Branch markers, and its residual and merge applied
+    /// to the shapes.
+    fn block(
+        &mut self,
+        layer: &LayerSpec,
+        block: &Block,
+        parent: &[String],
+        mut act: Act,
+        dtype: DType,
+        counter: &mut usize,
+    ) -> Act {
+        let mut base = parent.to_vec();
+        if block.scope {
+            let name = self.auto_name(layer, *counter);
+            *counter += 1;
+            base.push(name);
+        }
+        let copies = block.repeat.as_ref().map(|r| r.value);
+        let outer_allow = self.allow;
+        self.allow = self.allow.union(layer.allow);
+        let topology = Topology {
+            merge: block.parallel,
+            residual: block.residual,
+        };
+        for r in 0..copies.unwrap_or(1) {
+            let mut p = base.clone();
+            if copies.is_some() {
+                p.push(r.to_string());
+            }
+            let path = self.spec.layout.join(&p);
+            let problems = self.diags.len();
+            self.flow.push(Step::Enter {
+                path: path.clone(),
+                topology,
+            });
+            let before = act.clone();
+            // A block with a scope numbers its children from 0; without one they go on
+            // numbering in the enclosing list.
+            let mut own = 0usize;
+            let numbering: &mut usize = if block.scope { &mut own } else { counter };
+            let (out, mut widths) = match block.parallel {
+                None => {
+                    let out = self.walk(&block.layers, &p, before.clone(), dtype, numbering);
+                    let w = vec![self.channels(&out)];
+                    (out, w)
+                }
+                Some(merge) => {
+                    let mut outs = Vec::with_capacity(block.layers.len());
+                    for (i, branch) in block.layers.iter().enumerate() {
+                        if i > 0 {
+                            self.flow.push(Step::Branch);
+                        }
+                        outs.push(self.walk(
+                            std::slice::from_ref(branch),
+                            &p,
+                            before.clone(),
+                            dtype,
+                            numbering,
+                        ));
+                    }
+                    let w = outs.iter().map(|o| self.channels(o)).collect();
+                    (self.merge(merge, &outs, layer, &path), w)
+                }
+            };
+            widths.push(self.channels(&before));
+            act = match block.residual {
+                None => out,
+                Some(m) => self.merge(m, &[before, out], layer, &path),
+            };
+            self.flow.push(Step::Exit {
+                path: path.clone(),
+                topology,
+                widths,
+            });
+            // A broken block would report the same problems in every copy.
+            if self.diags.len() > problems || self.full {
+                break;
+            }
+        }
+        self.allow = outer_allow;
+        act
+    }
+
+    /// The channel count of a stream: dim 0 under pytorch, the last under keras.
+    fn channels(&self, a: &Act) -> Option<u64> {
+        match self.spec.layout {
+            Layout::Pytorch if !a.open => a.dims.first().copied().flatten(),
+            Layout::Pytorch => None,
+            Layout::Keras => a.last(),
+        }
+    }
+
+    /// The shape `merge` gives `parts` (a residual's are its input, then its output).
+    fn merge(&mut self, merge: Merge, parts: &[Act], layer: &LayerSpec, path: &str) -> Act {
+        let poisoned = parts.iter().any(|p| p.poisoned);
+        if parts.iter().any(|p| p.open && p.dims.is_empty()) && merge != Merge::Attention {
+            return Act {
+                poisoned,
+                ..Act::unknown()
+            };
+        }
+        let fail = |w: &mut Self, why: String, help: &str| {
+            if !poisoned {
+                w.diags.push(
+                    Diagnostic::error(diag::SHAPE_MISMATCH, layer.type_span, why)
+                        .label(format!("{} merge", merge.name()))
+                        .help(help)
+                        .at_path(path),
+                );
+            }
+            Act::poisoned()
+        };
+        let shapes = || parts.iter().map(Act::show).collect::<Vec<_>>().join(", ");
+        match merge {
+            Merge::Attention => parts.last().cloned().unwrap_or_else(Act::unknown),
+            Merge::Add | Merge::Multiply => {
+                // numpy broadcasting: axes aligned from the right, a size of 1 stretches.
+                let rank = parts.iter().map(|p| p.dims.len()).max().unwrap_or(0);
+                let mut dims = vec![Some(1u64); rank];
+                for p in parts {
+                    let off = rank - p.dims.len();
+                    for (i, d) in p.dims.iter().enumerate() {
+                        let slot = &mut dims[off + i];
+                        *slot = match (*slot, *d) {
+                            (Some(1), x) | (x, Some(1)) => x,
+                            (Some(a), Some(b)) if a == b => Some(a),
+                            (None, _) | (_, None) => None,
+                            _ => {
+                                let help = if merge == Merge::Add {
+                                    "make every branch (and a residual block's last layer) give the same shape"
+                                } else {
+                                    "a gate must match the stream, or have size 1 on the axes it spans (a squeeze-excitation gate is [C, 1, 1])"
+                                };
+                                // Reported; go on with the first part's shape (a residual's input),
+                                // so later layers still report their own problems.
+                                let _ = fail(
+                                    self,
+                                    format!("cannot {} shapes {}", merge.name(), shapes()),
+                                    help,
+                                );
+                                return parts[0].clone();
+                            }
+                        };
+                    }
+                }
+                Act {
+                    open: parts.iter().any(|p| p.open),
+                    poisoned,
+                    dims,
+                }
+            }
+            Merge::Concat => {
+                let rank = parts[0].dims.len();
+                if parts.iter().any(|p| p.dims.len() != rank) || rank == 0 {
+                    return fail(
+                        self,
+                        format!("cannot concatenate shapes of different ranks: {}", shapes()),
+                        "concatenated streams differ only in their channels",
+                    );
+                }
+                let axis = match self.spec.layout {
+                    Layout::Pytorch => 0,
+                    Layout::Keras => rank - 1,
+                };
+                let mut dims = parts[0].dims.clone();
+                for p in &parts[1..] {
+                    for (i, d) in p.dims.iter().enumerate() {
+                        dims[i] = if i == axis {
+                            match (dims[i], *d) {
+                                (Some(a), Some(b)) => a.checked_add(b),
+                                _ => None,
+                            }
+                        } else {
+                            match (dims[i], *d) {
+                                (Some(a), Some(b)) if a != b => {
+                                    return fail(
+                                        self,
+                                        format!(
+                                            "cannot concatenate {} along the channels: other sizes differ",
+                                            shapes()
+                                        ),
+                                        "concatenated streams differ only in their channels (resize or crop the skip first)",
+                                    );
+                                }
+                                (a, b) => a.or(b),
+                            }
+                        };
+                    }
+                }
+                Act {
+                    open: parts.iter().any(|p| p.open),
+                    poisoned,
+                    dims,
+                }
+            }
+        }
     }
 }
 
@@ -303,7 +475,7 @@ fn value_problem(t: &TensorDecl) -> Option<Diagnostic> {
         DType::BF16 => 3.389_531_389_251_535_5e38,
         DType::F32 => f32::MAX as f64,
         DType::F64 => f64::MAX,
-        DType::I64 => return None,
+        DType::I64 | DType::I32 | DType::Bool => return None,
     };
     // Largest |x| the sampler can produce: inverse-CDF normals stay within 9 std.
     let (reach, width_ok) = match t.init.dist(t.fans) {
@@ -335,56 +507,4 @@ fn value_problem(t: &TensorDecl) -> Option<Diagnostic> {
         .label(format!("values reach {}", num(reach)))
         .help("use parameters whose values fit the dtype (a bound or a std of a few units at most)"),
     )
-}
-
-fn is_known(a: &Act) -> bool {
-    !a.open && a.dims.iter().all(Option::is_some)
-}
-
-fn flatten(act: &Act, cx: &mut Cx<'_>) -> Act {
-    if !is_known(act) {
-        return Act {
-            poisoned: act.poisoned,
-            ..Act::dims(vec![None])
-        };
-    }
-    let dims: Vec<u64> = act.dims.iter().map(|d| d.unwrap_or(0)).collect();
-    match crate::layers::product(&dims) {
-        Some(n) => Act::known(&[n]),
-        None => {
-            cx.error(crate::layers::overflow(
-                cx.layer.type_span,
-                "the flattened size",
-            ));
-            Act::poisoned()
-        }
-    }
-}
-
-fn global_pool(act: &Act, cx: &mut Cx<'_>) -> Act {
-    if act.open && act.dims.is_empty() {
-        return Act {
-            poisoned: act.poisoned,
-            ..Act::dims(vec![None])
-        };
-    }
-    if act.dims.len() != 3 {
-        let d = Diagnostic::error(
-            diag::SHAPE_MISMATCH,
-            cx.layer.type_span,
-            format!(
-                "global_avg_pool2d expects an image input, but the previous layer gives {}",
-                act.show()
-            ),
-        )
-        .label("not an image")
-        .help("pool after a conv2d");
-        cx.error(d);
-        return Act::poisoned();
-    }
-    let c = match cx.layout {
-        crate::model::Layout::Pytorch => act.dims[0],
-        crate::model::Layout::Keras => act.dims[2],
-    };
-    Act::dims(vec![c])
 }

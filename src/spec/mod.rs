@@ -13,15 +13,14 @@ use crate::model::{DType, Layout};
 use crate::source::Span;
 use crate::syntax::{Node, Value};
 
-/// Every initializer role key a layer or `defaults` may carry.
-pub const INIT_KEYS: [&str; 6] = [
-    "kernel_initializer",
-    "bias_initializer",
-    "recurrent_initializer",
-    "embeddings_initializer",
-    "gamma_initializer",
-    "beta_initializer",
-];
+/// Every initializer role key `defaults` may carry: the roles of every layer type (a
+/// `parameter`'s own `initializer` excepted).
+pub fn default_keys() -> Vec<&'static str> {
+    layers::all_roles()
+        .into_iter()
+        .filter(|k| *k != "initializer")
+        .collect()
+}
 
 /// Initializers chosen per role key (`kernel_initializer` -> he_normal).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,6 +61,8 @@ pub struct LayerSpec {
     pub name: Option<Sp<String>>,
     /// `type` and its fields.
     pub kind: Kind,
+    /// The registry row of its `type` (`None` for a layer that could not be read).
+    pub ty: Option<&'static layers::LayerType>,
     /// `dtype` override.
     pub dtype: Option<DType>,
     /// `allow`: lints silenced for this layer.
@@ -126,9 +127,10 @@ pub fn lower(root: &Node, diags: &mut Diags) -> Option<Spec> {
     let defaults = match f.node("defaults") {
         Some(n) => {
             let mut d = Fields::new(n, "`defaults`", f.diags);
+            let keys = default_keys();
             let inits = d
                 .as_mut()
-                .map(|d| read_inits(d, &INIT_KEYS, layout))
+                .map(|d| read_inits(d, &keys, layout))
                 .unwrap_or_default();
             if let Some(d) = d {
                 d.finish();
@@ -284,6 +286,7 @@ fn invalid(n: &Node) -> LayerSpec {
     LayerSpec {
         name: None,
         kind: Kind::Invalid,
+        ty: None,
         dtype: None,
         allow: lint::LintSet::default(),
         inits: Inits::default(),
@@ -331,7 +334,13 @@ fn read_layer(n: &Node, layout: Layout, path: &str, diags: &mut Diags) -> Option
             );
         }
     }
-    let dtype = dtype_field(&mut f);
+    let row = layers::find(ty.value);
+    // A `parameter` reads its own `dtype` (integer ones too).
+    let dtype = if row.is_some_and(|r| r.name == "parameter") {
+        None
+    } else {
+        dtype_field(&mut f)
+    };
     let mut allow = lint::LintSet::default();
     if let Some(a) = f.node("allow") {
         let items: Vec<&Node> = match &a.value {
@@ -358,27 +367,48 @@ fn read_layer(n: &Node, layout: Layout, path: &str, diags: &mut Diags) -> Option
             }
         }
     }
-    let Some(type_name) = layers::LAYER_TYPES.iter().find(|t| **t == ty.value) else {
+    let Some(row) = row else {
         let d = Diagnostic::error(
             diag::UNKNOWN_LAYER_TYPE,
             ty.span,
             format!("unknown layer type `{}`", ty.value),
         )
         .label("not a layer type");
-        f.diags.push(
-            match did_you_mean(ty.value, layers::LAYER_TYPES.iter().copied()) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => d.help(format!("layer types: {}", layers::LAYER_TYPES.join(", "))),
-            },
-        );
+        let names = layers::LAYERS.iter().map(|t| t.name);
+        f.diags.push(match did_you_mean(ty.value, names.clone()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(format!(
+                "layer types: {}",
+                names.collect::<Vec<_>>().join(", ")
+            )),
+        });
         return None;
     };
-    let inits = read_inits(&mut f, layers::init_keys(type_name), layout);
-    let kind = layers::lower(type_name, &mut f, layout, path);
+    if let Some((only, instead)) = row.only {
+        if only != layout {
+            let (theirs, ours) = match only {
+                Layout::Keras => ("Keras", "pytorch"),
+                Layout::Pytorch => ("PyTorch", "keras"),
+            };
+            f.diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    ty.span,
+                    format!("`{}` exists only in {theirs}", row.name),
+                )
+                .label(format!("not a layer of layout {ours}"))
+                .help(format!("under layout {ours}, write {instead}")),
+            );
+            return None;
+        }
+    }
+    let inits = read_inits(&mut f, row.roles, layout);
+    let kind = (row.lower)(&mut f, &layers::Lower { layout, path });
     f.finish();
     Some(LayerSpec {
         name,
         kind: kind?,
+        ty: Some(row),
         dtype,
         allow,
         inits,
