@@ -105,6 +105,15 @@ fn grid<const N: usize>(header: &[&str; N], rows: &[[String; N]], right: usize) 
     out
 }
 
+/// A mark on fans that are not the layer's meaning.
+fn star(t: &TensorDecl) -> &'static str {
+    match t.fans_from {
+        specc::model::FansFrom::Layer => "",
+        specc::model::FansFrom::Storage => "*",
+        specc::model::FansFrom::Spec => "",
+    }
+}
+
 /// The summary table.
 pub fn table(m: &Model) -> String {
     let header = [
@@ -125,8 +134,8 @@ pub fn table(m: &Model) -> String {
                 shape(&t.shape),
                 t.dtype.name().to_string(),
                 printable(&describe(t)),
-                t.fans.fan_in.to_string(),
-                t.fans.fan_out.to_string(),
+                format!("{}{}", t.fans.fan_in, star(t)),
+                format!("{}{}", t.fans.fan_out, star(t)),
                 thousands(t.numel()),
             ]
         })
@@ -138,6 +147,9 @@ pub fn table(m: &Model) -> String {
         m.seed
     );
     out += &grid(&header, &rows, 4);
+    if m.tensors.iter().any(|t| !star(t).is_empty()) {
+        out += "* fans of the stored shape, as the layout's framework reads them (docs/initializers.md)\n";
+    }
     for t in &m.ties {
         out += &format!(
             "{} is tied to {} (stored once)\n",
@@ -204,6 +216,8 @@ pub fn json(m: &Model) -> serde_json::Value {
                 },
                 "fan_in": t.fans.fan_in,
                 "fan_out": t.fans.fan_out,
+                "fans_from": t.fans_from,
+                "trainable": t.trainable,
                 "params": t.numel(),
                 "bytes": t.bytes(),
                 "role": t.role,

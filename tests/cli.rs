@@ -577,12 +577,17 @@ fn summary_shows_the_predicted_signal() {
     let o = specc(&["summary", "specs/mlp.yaml"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("predicted activation std at init"));
-    // he_normal keeps relu activations at unit second moment: fan_in·(2/fan_in)·1 = 2, halved by relu
-    let fc1 = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("fc1 "))
-        .unwrap();
-    assert!(fc1.trim_end().ends_with(" 1"), "{fc1}");
+    // he_normal keeps relu activations at unit second moment: fan_in·(2/fan_in)·1 = 2 out of
+    // fc1 (std √2), halved by the relu after it (mlp.yaml writes that relu once, as a layer)
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    assert!(row("fc1").ends_with(" 1.41421"), "{}", row("fc1"));
+    assert!(row("act").ends_with(" 1"), "{}", row("act"));
 }
 
 #[test]

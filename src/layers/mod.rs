@@ -432,7 +432,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "parameter",
-        roles: NONE,
+        roles: &["initializer"],
         keras: "parameter",
         only: None,
         summary: "a free tensor (nn.Parameter, a buffer; add_weight), named by the layer's path",

@@ -293,7 +293,49 @@ pub fn run(model: &Model, levels: &Levels) -> Vec<Diagnostic> {
         });
         sink.report(&[l], d);
     }
-    sink.out
+    once_per_place(sink.out)
+}
+
+/// One report per lint and place in the spec: a `defaults` entry or a layer of a
+/// repeated block that fires for many tensors is reported once, naming the others.
+fn once_per_place(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    let mut more: Vec<Vec<String>> = Vec::new();
+    let mut at: HashMap<(&'static str, Span), usize> = HashMap::new();
+    for d in diags {
+        let key = d.primary.as_ref().map(|p| (d.code, p.span));
+        match key.and_then(|k| at.get(&k).copied()) {
+            Some(i) if out[i].severity == d.severity => {
+                more[i].push(d.path.clone().unwrap_or_default());
+            }
+            _ => {
+                if let Some(k) = key {
+                    at.insert(k, out.len());
+                }
+                out.push(d);
+                more.push(Vec::new());
+            }
+        }
+    }
+    for (d, others) in out.iter_mut().zip(more) {
+        if others.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = others.iter().take(4).map(|p| format!("`{p}`")).collect();
+        let rest = others.len().saturating_sub(4);
+        d.message = format!(
+            "{} (and at {} more: {}{})",
+            d.message,
+            others.len(),
+            shown.join(", "),
+            if rest > 0 {
+                format!(", … {rest} others")
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
 }
 
 #[cfg(test)]

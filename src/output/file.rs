@@ -116,6 +116,39 @@ pub fn metadata(
         "initializers".into(),
         serde_json::to_string(&inits).expect("map serializes"),
     );
+    // A `parameter`'s trainable flag: the framework cannot tell it from the tensor.
+    let trainable: BTreeMap<&str, bool> = tensors
+        .iter()
+        .filter(|t| t.role == crate::model::Role::Parameter)
+        .map(|t| (t.name.as_str(), t.trainable))
+        .collect();
+    if !trainable.is_empty() {
+        m.insert(
+            "trainable".into(),
+            serde_json::to_string(&trainable).expect("map serializes"),
+        );
+    }
+    // Fans that are not the layer's meaning (read off the stored shape, or written).
+    let fans: BTreeMap<&str, String> = tensors
+        .iter()
+        .filter(|t| t.fans_from != crate::model::FansFrom::Layer)
+        .map(|t| {
+            let from = match t.fans_from {
+                crate::model::FansFrom::Spec => "spec",
+                _ => "stored shape",
+            };
+            (
+                t.name.as_str(),
+                format!("{}, {} ({from})", t.fans.fan_in, t.fans.fan_out),
+            )
+        })
+        .collect();
+    if !fans.is_empty() {
+        m.insert(
+            "fans".into(),
+            serde_json::to_string(&fans).expect("map serializes"),
+        );
+    }
     let ties: BTreeMap<&str, &str> = model
         .ties
         .iter()
