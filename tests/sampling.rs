@@ -734,3 +734,87 @@ fn every_kernel_gives_the_same_bits() {
         }
     }
 }
+
+#[test]
+fn sinusoidal_tables_follow_their_formulas() {
+    // Whisper's `sinusoids` (step ln(10000)/(dim/2 − 1), sin half then cos half) in f32
+    // arithmetic: within an ulp-sized error of the exact table at small positions.
+    let (n, d) = (64u64, 16u64);
+    let t = matrix(
+        Init::Sinusoidal {
+            max_timescale: 10000.0,
+            interleaved: false,
+            paper_step: false,
+        },
+        &[n, d],
+        Layout::Pytorch,
+    );
+    let half = (d / 2) as usize;
+    let inc = 10000f64.ln() / (half as f64 - 1.0);
+    for p in 0..n as usize {
+        for j in 0..half {
+            let a = p as f64 * (-inc * j as f64).exp();
+            assert!(
+                (t[p * d as usize + j] - a.sin()).abs() < 2e-5,
+                "sin {p} {j}"
+            );
+            assert!(
+                (t[p * d as usize + half + j] - a.cos()).abs() < 2e-5,
+                "cos {p} {j}"
+            );
+        }
+    }
+    // Row 1 of a 6×8 table, as reference/LAYERS2.md §4.1 prints it.
+    let w = matrix(
+        Init::Sinusoidal {
+            max_timescale: 10000.0,
+            interleaved: false,
+            paper_step: false,
+        },
+        &[6, 8],
+        Layout::Pytorch,
+    );
+    for (got, want) in w[8..16]
+        .iter()
+        .zip([0.8415, 0.0464, 0.0022, 0.0001, 0.5403, 0.9989, 1.0, 1.0])
+    {
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+    // The paper's step, interleaved: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(…).
+    let t = matrix(
+        Init::Sinusoidal {
+            max_timescale: 10000.0,
+            interleaved: true,
+            paper_step: true,
+        },
+        &[n, d],
+        Layout::Pytorch,
+    );
+    for p in 0..n as usize {
+        for i in 0..half {
+            let a = p as f64 / 10000f64.powf(2.0 * i as f64 / d as f64);
+            assert!((t[p * d as usize + 2 * i] - a.sin()).abs() < 1e-7);
+            assert!((t[p * d as usize + 2 * i + 1] - a.cos()).abs() < 1e-7);
+        }
+    }
+}
+
+#[test]
+fn relative_position_index_is_swins() {
+    // reference/LAYERS2.md §1.13: for a 2×3 window, row 0 is [7, 6, 5, 2, 1, 0] and the
+    // diagonal maps to the table's centre (Wh−1)(2Ww−1) + Ww − 1.
+    let v = matrix(
+        Init::RelativePositionIndex { window: [2, 3] },
+        &[36],
+        Layout::Pytorch,
+    );
+    assert_eq!(&v[..6], &[7.0, 6.0, 5.0, 2.0, 1.0, 0.0]);
+    for i in 0..6 {
+        assert_eq!(v[i * 6 + i], 7.0);
+    }
+    assert_eq!(
+        v.iter().cloned().fold(0.0, f64::max),
+        14.0,
+        "(2·2−1)(2·3−1) − 1"
+    );
+}

@@ -61,23 +61,24 @@ impl Block {
                 }
             },
         };
+        // Read every key before giving up, so none is reported as unknown.
         let merge = if parallel {
             match f.choice("merge", &["concat", "add", "multiply", "attention"]) {
-                Some(m) => Some(match m.value {
+                Some(m) => Some(Some(match m.value {
                     "add" => Merge::Add,
                     "multiply" => Merge::Multiply,
                     "attention" => Merge::Attention,
                     _ => Merge::Concat,
-                }),
+                })),
                 None => {
                     if f.node("merge").is_none() {
                         f.missing("merge", "concat");
                     }
-                    return None;
+                    None
                 }
             }
         } else {
-            None
+            Some(None)
         };
         // A parallel adds a segment only when it has a name; a sequential unless `scope: false`.
         let named = f.node("name").is_some();
@@ -93,6 +94,7 @@ impl Block {
                 None
             }
         }?;
+        let merge = merge?;
         if parallel && layers.len() < 2 {
             f.diags.push(
                 Diagnostic::error(

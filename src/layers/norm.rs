@@ -412,12 +412,16 @@ impl GroupNorm {
                 None
             }
         };
+        let num_channels = f.size("num_channels").map(|s| s.value);
+        let eps = eps(f, if layout == Layout::Keras { 1e-3 } else { 1e-5 });
+        let affine = f.bool("affine", true);
+        let use_bias = f.bool("use_bias", true);
         Some(GroupNorm {
             num_groups: groups?,
-            num_channels: f.size("num_channels").map(|s| s.value),
-            eps: eps(f, if layout == Layout::Keras { 1e-3 } else { 1e-5 }),
-            affine: f.bool("affine", true),
-            use_bias: f.bool("use_bias", true),
+            num_channels,
+            eps,
+            affine,
+            use_bias,
         })
     }
 

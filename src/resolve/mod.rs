@@ -340,6 +340,8 @@ impl Walker<'_> {
                 ..Act::unknown()
             };
         }
+        // Reported; the walk goes on with the first part's shape (a residual's input), so
+        // that later layers still report their own problems.
         let fail = |w: &mut Self, why: String, help: &str| {
             if !poisoned {
                 w.diags.push(
@@ -349,7 +351,7 @@ impl Walker<'_> {
                         .at_path(path),
                 );
             }
-            Act::poisoned()
+            parts[0].clone()
         };
         let shapes = || parts.iter().map(Act::show).collect::<Vec<_>>().join(", ");
         match merge {
@@ -372,14 +374,11 @@ impl Walker<'_> {
                                 } else {
                                     "a gate must match the stream, or have size 1 on the axes it spans (a squeeze-excitation gate is [C, 1, 1])"
                                 };
-                                // Reported; go on with the first part's shape (a residual's input),
-                                // so later layers still report their own problems.
-                                let _ = fail(
+                                return fail(
                                     self,
                                     format!("cannot {} shapes {}", merge.name(), shapes()),
                                     help,
                                 );
-                                return parts[0].clone();
                             }
                         };
                     }
