@@ -127,6 +127,8 @@ pub struct Diags {
     kept: Vec<Diagnostic>,
     dropped: usize,
     dropped_errors: bool,
+    /// Values already reported (a broken expression): later problems there are its echo.
+    poisoned: Vec<Span>,
 }
 
 impl Diags {
@@ -135,8 +137,18 @@ impl Diags {
         Diags::default()
     }
 
+    /// Marks a value as reported: diagnostics pointing at it are dropped from now on.
+    pub fn poison(&mut self, span: Span) {
+        self.poisoned.push(span);
+    }
+
     /// Records a problem.
     pub fn push(&mut self, d: Diagnostic) {
+        if let Some(p) = &d.primary {
+            if self.poisoned.contains(&p.span) {
+                return;
+            }
+        }
         if self.kept.len() < MAX_DIAGNOSTICS {
             self.kept.push(d);
         } else {
@@ -302,6 +314,17 @@ codes! {
         "`tie:` makes a dense layer reuse an embedding's matrix (GPT-2's `lm_head` reuses `wte`). \
          It must name the path of an `embedding` layer defined earlier, whose `num_embeddings` \
          equals the dense `units` and whose `embedding_dim` equals its `in_features`.";
+    UNKNOWN_VARIABLE = "unknown-variable", "an expression names a variable that is not defined there",
+        "A `${...}` expression may read the spec's `vars`, the index of each `repeat` around it \
+         (`i`, or the name its `index:` gives) and, inside an initializer, `fan_in` and `fan_out` \
+         of the tensor. Any other name is an error; the help line names the nearest one. \
+         `--set NAME=VALUE` must name a variable the spec defines under `vars:`.";
+    INVALID_EXPRESSION = "invalid-expression", "a `${...}` expression that cannot be computed",
+        "The expression is not well formed (an unclosed parenthesis, an unknown operator or \
+         function), or its value cannot be computed: a division by zero, the square root or \
+         logarithm of a negative number, a result that is not finite, variables whose values \
+         refer to each other in a cycle. Where a size is expected the value must be a whole \
+         number.";
     UNKNOWN_LINT = "unknown-lint", "a lint name that specc does not know",
         "`lints:`, `allow:` and the `--allow/--warn/--deny` flags take lint names as listed by \
          `specc explain --list`. The help line names the nearest one.";

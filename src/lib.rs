@@ -55,6 +55,8 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Replaces the dtype of every floating-point tensor, layer overrides included.
     pub dtype: Option<DType>,
+    /// `--set NAME=VALUE`: values replacing the spec's `vars`, in order.
+    pub set: Vec<(String, String)>,
 }
 
 /// Parses, lowers and resolves one spec, collecting every problem of the file.
@@ -70,7 +72,7 @@ pub fn check_with(source: &SourceFile, options: Options) -> Checked {
             diags.extend(d);
             None
         }
-        Ok(root) => spec::lower(&root, &mut diags).and_then(|mut s| {
+        Ok(root) => spec::lower(&root, &options.set, &mut diags).and_then(|mut s| {
             if let Some(seed) = options.seed {
                 s.seed = seed;
             }

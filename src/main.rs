@@ -117,6 +117,17 @@ struct LevelArgs {
     /// Make a lint an error (applied after --allow and --warn).
     #[arg(long, value_name = "LINT", value_delimiter = ',')]
     deny: Vec<String>,
+    /// Replace one of the spec's `vars` (repeatable): `--set n_layers=2 --set d_model=64`.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    set: Vec<(String, String)>,
+}
+
+/// Parses `NAME=VALUE`.
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE, e.g. n_layers=2")),
+    }
 }
 
 impl LevelArgs {
@@ -207,7 +218,12 @@ fn main() -> ExitCode {
                 Ok(lints) => build(
                     &spec,
                     &output,
-                    specc::Options { seed, dtype, lints },
+                    specc::Options {
+                        seed,
+                        dtype,
+                        lints,
+                        set: levels.set.clone(),
+                    },
                     job,
                     &levels,
                 ),
@@ -296,6 +312,7 @@ fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
     let options = match levels.levels() {
         Ok(lints) => specc::Options {
             lints,
+            set: levels.set.clone(),
             ..Default::default()
         },
         Err(code) => return code,
@@ -353,6 +370,7 @@ fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
     let options = match levels.levels() {
         Ok(lints) => specc::Options {
             lints,
+            set: levels.set.clone(),
             ..Default::default()
         },
         Err(code) => return code,

@@ -8,6 +8,8 @@ mod cli;
 mod fixtures;
 // Layer names, shapes and fans per layout.
 mod layers;
+// Variables and expressions.
+mod vars;
 // Blocks and topology, and the wave-2 layers' own rules.
 mod topology;
 // Every initializer against its formula (KS tests), structured inits exact, pinned values.

@@ -19,6 +19,43 @@ pub struct InitSpec {
     pub seed: Option<u64>,
     /// The written initializer.
     pub span: Span,
+    /// The initializer as written, when its parameters read the tensor's `fan_in` or
+    /// `fan_out`: computed per tensor ([`InitSpec::for_fans`]); `init` then holds a trial.
+    pub deferred: Option<Node>,
+}
+
+impl InitSpec {
+    /// This initializer for a tensor with `fans` (the spec's own for one without fan
+    /// expressions); problems of the computed parameters go to `diags`.
+    pub fn for_fans(
+        &self,
+        fans: crate::model::Fans,
+        layout: Layout,
+        diags: &mut Diags,
+    ) -> Option<InitSpec> {
+        let Some(node) = &self.deferred else {
+            return Some(self.clone());
+        };
+        let mut n = node.clone();
+        let scope = fan_scope(fans.fan_in, fans.fan_out);
+        let vars = crate::spec::expr::Vars::new(None, &[], diags);
+        crate::spec::expr::substitute(&mut n, &vars, &scope, diags);
+        let mut spec = parse_initializer_now(&n, layout, diags)?;
+        spec.span = self.span;
+        Some(spec)
+    }
+}
+
+/// `fan_in` and `fan_out` bound to values.
+fn fan_scope(fan_in: u64, fan_out: u64) -> crate::spec::expr::Scope {
+    use crate::spec::expr::Val;
+    crate::spec::expr::Scope {
+        bound: vec![
+            ("fan_in".into(), Val::Int(fan_in as i128)),
+            ("fan_out".into(), Val::Int(fan_out as i128)),
+        ],
+        deferred: Vec::new(),
+    }
 }
 
 /// Every canonical initializer name with the parameters it takes (besides `seed`).
@@ -79,7 +116,50 @@ pub fn canonical_name(written: &str) -> String {
 }
 
 /// Reads an initializer value; problems go to `diags` and give `None`.
+///
+/// Parameters that read `fan_in` or `fan_out` are computed per tensor: here the
+/// initializer is checked with trial fans (names and parameter keys), and kept as written.
 pub fn parse_initializer(node: &Node, layout: Layout, diags: &mut Diags) -> Option<InitSpec> {
+    use crate::spec::expr::mentions;
+    if !(mentions(node, "fan_in") || mentions(node, "fan_out")) {
+        return parse_initializer_now(node, layout, diags);
+    }
+    let mut trial = node.clone();
+    let mut scratch = Diags::new();
+    let vars = crate::spec::expr::Vars::new(None, &[], &mut scratch);
+    crate::spec::expr::substitute(&mut trial, &vars, &fan_scope(256, 256), &mut scratch);
+    let spec = parse_initializer_now(&trial, layout, &mut scratch);
+    // Problems of the form show now; those of the values are the tensors' own.
+    let structural = [
+        diag::UNKNOWN_INITIALIZER,
+        diag::UNKNOWN_PARAMETER,
+        diag::WRONG_TYPE,
+        diag::MISSING_KEY,
+        diag::UNKNOWN_KEY,
+    ];
+    let mut failed = false;
+    for d in scratch.into_vec() {
+        if structural.contains(&d.code) {
+            failed = true;
+            diags.push(d);
+        }
+    }
+    if failed {
+        return None;
+    }
+    let mut spec = spec.unwrap_or(InitSpec {
+        name: String::new(),
+        init: None,
+        seed: None,
+        span: node.span,
+        deferred: None,
+    });
+    spec.deferred = Some(node.clone());
+    Some(spec)
+}
+
+/// [`parse_initializer`] of a node whose values are all known.
+fn parse_initializer_now(node: &Node, layout: Layout, diags: &mut Diags) -> Option<InitSpec> {
     let (name, name_span, params, seed_node): (String, Span, Vec<&Entry>, Option<&Node>) =
         match &node.value {
             Value::Str(s) => (s.clone(), node.span, Vec::new(), None),
@@ -232,6 +312,7 @@ pub fn parse_initializer(node: &Node, layout: Layout, diags: &mut Diags) -> Opti
         init,
         seed,
         span: node.span,
+        deferred: None,
     })
 }
 

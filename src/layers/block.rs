@@ -14,6 +14,8 @@ use crate::syntax::Value;
 pub struct Block {
     /// The children: layers of a chain, or the branches of a `parallel`.
     pub layers: Vec<LayerSpec>,
+    /// One list of children per copy, when they read the repeat's index (`${i}`).
+    pub copies: Option<Vec<Vec<LayerSpec>>>,
     /// For a `parallel`, how its branches merge.
     pub parallel: Option<Merge>,
     /// Copies, when `repeat` is written (children then sit under `0` … `N-1`).
@@ -87,13 +89,62 @@ impl Block {
         } else {
             f.bool("scope", true)
         };
-        let layers = match f.node("layers") {
-            Some(n) => read_layers(n, l.layout, l.path, f.diags),
-            None => {
-                f.missing("layers", "[{type: dense, units: 64}]");
-                None
+        let layers_node = f.node("layers");
+        let Some(node) = layers_node else {
+            f.missing("layers", "[{type: dense, units: 64}]");
+            return None;
+        };
+        let index_name = index.clone().unwrap_or_else(|| "i".to_string());
+        // Children that read the index are stamped once per copy, the index bound.
+        let copies = match &repeat {
+            Some(r) if crate::spec::expr::mentions(node, &index_name) => {
+                let per_copy = count_layers(node);
+                let total = l
+                    .stamped
+                    .get()
+                    .saturating_add(per_copy.saturating_mul(r.value));
+                if total > crate::model::MAX_LAYERS {
+                    f.diags.push(
+                        Diagnostic::error(
+                            diag::INPUT_LIMIT,
+                            r.span,
+                            format!(
+                                "this block stamps more than the {} layers a model may have",
+                                crate::model::MAX_LAYERS
+                            ),
+                        )
+                        .label(format!("{} copies", r.value))
+                        .help("check `repeat` for a typo"),
+                    );
+                    return None;
+                }
+                l.stamped.set(total);
+                let mut all = Vec::with_capacity(r.value as usize);
+                for k in 0..r.value {
+                    let mut scope = l.scope.clone();
+                    scope.bound.retain(|(b, _)| *b != index_name);
+                    scope
+                        .bound
+                        .push((index_name.clone(), crate::spec::expr::Val::Int(k as i128)));
+                    let mut copy = node.clone();
+                    crate::spec::expr::substitute(&mut copy, l.vars, &scope, f.diags);
+                    let lx = Lower {
+                        scope: &scope,
+                        ..*l
+                    };
+                    all.push(read_layers(&copy, &lx, f.diags)?);
+                    if f.diags.is_full() {
+                        return None;
+                    }
+                }
+                Some(all)
             }
-        }?;
+            _ => None,
+        };
+        let layers = match &copies {
+            Some(c) => c.first().cloned().unwrap_or_default(),
+            None => read_layers(node, l, f.diags)?,
+        };
         let merge = merge?;
         if parallel && layers.len() < 2 {
             f.diags.push(
@@ -109,11 +160,31 @@ impl Block {
         }
         Some(Block {
             layers,
+            copies,
             parallel: merge,
             repeat,
             index,
             residual,
             scope,
         })
+    }
+}
+
+/// Layers in a list of layers, blocks' children included (before any repeat).
+fn count_layers(node: &crate::syntax::Node) -> u64 {
+    match &node.value {
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| {
+                1 + match &i.value {
+                    Value::Map(es) => es
+                        .iter()
+                        .find(|e| e.key == "layers")
+                        .map_or(0, |e| count_layers(&e.value)),
+                    _ => 0,
+                }
+            })
+            .sum(),
+        _ => 1,
     }
 }

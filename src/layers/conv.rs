@@ -200,8 +200,9 @@ pub(super) fn join_image(
 /// `parametrizations.weight_norm` stores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightNorm {
-    /// The axis g keeps (`weight_norm_dim`, 0); `None`: one norm of the whole tensor.
-    pub dim: Option<usize>,
+    /// The axis g keeps (`weight_norm_dim`, 0; below −1 counted from the end, as torch
+    /// does); `None` (−1 or null): one norm of the whole tensor.
+    pub dim: Option<i64>,
 }
 
 impl WeightNorm {
@@ -213,7 +214,8 @@ impl WeightNorm {
             Some(n) => match n.value {
                 // torch: dim=None and dim=-1 both mean the norm of the whole tensor.
                 Value::Null | Value::Int(-1) => None,
-                _ => fields::as_u64(n, "weight_norm_dim", f.diags).map(|d| d as usize),
+                Value::Int(i) if i < -1 && i > -64 => Some(i as i64),
+                _ => fields::as_u64(n, "weight_norm_dim", f.diags).map(|d| d as i64),
             },
         };
         on.then_some(WeightNorm { dim })
@@ -248,7 +250,10 @@ pub(super) fn kernel_and_bias(
         cx.error(d);
         return;
     }
-    if let Some(dim) = wn.dim.filter(|&d| d >= kernel.shape.len()) {
+    let rank = kernel.shape.len() as i64;
+    // torch's norm_except_dim takes an axis below −1 from the end.
+    let axis = wn.dim.map(|d| if d < 0 { d + rank } else { d });
+    if let Some(dim) = wn.dim.filter(|_| axis.is_some_and(|a| a < 0 || a >= rank)) {
         let d = Diagnostic::error(
             diag::INVALID_VALUE,
             span,
@@ -276,7 +281,8 @@ pub(super) fn kernel_and_bias(
     let Some(vt) = cx.build(v) else {
         return;
     };
-    let g_shape: Vec<u64> = match wn.dim {
+    let axis = axis.map(|a| a as usize);
+    let g_shape: Vec<u64> = match axis {
         Some(dim) => vt
             .shape
             .iter()
@@ -293,7 +299,7 @@ pub(super) fn kernel_and_bias(
         vt.fans,
         dflt(
             Init::NormOf {
-                dim: wn.dim,
+                dim: axis,
                 of: Box::new(TensorSource::of(&vt)),
             },
             "torch weight_norm: g = ‖v‖ over every axis but `weight_norm_dim`",

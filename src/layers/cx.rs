@@ -253,6 +253,27 @@ impl Cx<'_> {
                     .find_map(|k| self.defaults.get(k))
                     .map(|i| (i, InitSource::Defaults))
             });
+        // An initializer whose parameters read the fans is computed for this tensor.
+        let computed;
+        let chosen = match chosen {
+            Some((spec, src)) if spec.deferred.is_some() => {
+                let before = self.diags.len();
+                computed = spec.for_fans(d.fans, self.layout, self.diags);
+                if self.diags.len() > before {
+                    let p = self.path();
+                    for e in self.diags.since(before) {
+                        if e.path.is_none() {
+                            e.path = Some(p.clone());
+                        }
+                    }
+                }
+                match &computed {
+                    Some(c) => Some((c, src)),
+                    None => return None,
+                }
+            }
+            other => other,
+        };
         let seed = chosen.and_then(|(spec, _)| spec.seed);
         let span = chosen.map_or(self.layer.type_span, |(spec, _)| spec.span);
         // A written initializer, or the framework's (also for `default`, or a bare `seed:`).
@@ -301,7 +322,11 @@ impl Cx<'_> {
             )
             .label("this initializer")
             .also(self.layer.type_span, "on this layer")
-            .help("choose an initializer for this shape, e.g. `glorot_uniform` or `zeros`");
+            .help(if dtype.is_float() {
+                "choose an initializer for this shape, e.g. `glorot_uniform` or `zeros`"
+            } else {
+                "an integer tensor takes `zeros`, `ones`, `constant` or `relative_position_index` (of its size)"
+            });
             self.error(e);
             return None;
         }

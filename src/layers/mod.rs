@@ -46,11 +46,18 @@ use crate::model::{LayerClass, Layout, Signal};
 use crate::spec::Fields;
 
 /// What a layer's fields are read with.
+#[derive(Clone, Copy)]
 pub struct Lower<'a> {
     /// The spec's layout.
     pub layout: Layout,
     /// The layer's path as written (for a block's children).
     pub path: &'a str,
+    /// The spec's variables (a repeat stamps copies of its children with them).
+    pub vars: &'a crate::spec::expr::Vars,
+    /// The repeat indices bound around the layer.
+    pub scope: &'a crate::spec::expr::Scope,
+    /// Layers stamped so far by repeats whose children read their index.
+    pub stamped: &'a std::cell::Cell<u64>,
 }
 
 /// One layer type: everything about it that is not in its file.
@@ -61,7 +68,8 @@ pub struct LayerType {
     pub roles: &'static [&'static str],
     /// Keras' class name in snake_case: automatic names under layout keras (`dense_1`).
     pub keras: &'static str,
-    /// The only layout whose framework has it, and what to write in the other one.
+    /// The only layout whose framework has it, and what to do in the other one (a phrase
+    /// that follows "under layout …,").
     pub only: Option<(Layout, &'static str)>,
     /// One line for the docs.
     pub summary: &'static str,
@@ -158,7 +166,7 @@ pub const LAYERS: &[LayerType] = &[
         keras: "separable_conv2d",
         only: Some((
             Layout::Keras,
-            "a `depthwise_conv2d` with `use_bias: false`, then a `conv2d` with `kernel_size: 1`",
+            "write a `depthwise_conv2d` with `use_bias: false`, then a `conv2d` with `kernel_size: 1`",
         )),
         summary: "SeparableConv2D (keras only)",
         lower: |f, _| Some(Kind::Separable(Separable::lower(f)?)),
@@ -217,7 +225,7 @@ pub const LAYERS: &[LayerType] = &[
         keras: "normalization",
         only: Some((
             Layout::Keras,
-            "normalize the data before the model, or a `batch_norm` (its running statistics)",
+            "normalize the data before the model, or write a `batch_norm` (its running statistics)",
         )),
         summary: "Normalization, the preprocessing layer's state (keras only)",
         lower: |f, _| Some(Kind::Normalization(Normalization::lower(f)?)),

@@ -279,9 +279,15 @@ impl Walker<'_> {
             // numbering in the enclosing list.
             let mut own = 0usize;
             let numbering: &mut usize = if block.scope { &mut own } else { counter };
+            // Children stamped for this copy, when they read the repeat's index.
+            let children = block
+                .copies
+                .as_ref()
+                .and_then(|c| c.get(r as usize))
+                .unwrap_or(&block.layers);
             let (out, mut widths) = match block.parallel {
                 None => {
-                    let out = self.walk(&block.layers, &p, before.clone(), dtype, numbering);
+                    let out = self.walk(children, &p, before.clone(), dtype, numbering);
                     let w = vec![self.channels(&out)];
                     (out, w)
                 }

@@ -1,6 +1,7 @@
 //! Lower: the value tree into the spec as written — typed fields that keep their spans,
 //! unknown keys reported. Nothing here infers sizes; that is [`crate::resolve`].
 
+pub mod expr;
 pub mod fields;
 
 pub use fields::{Fields, Sp};
@@ -75,8 +76,9 @@ pub struct LayerSpec {
     pub type_span: Span,
 }
 
-/// Lowers a parsed file into a [`Spec`]; problems go to `diags`.
-pub fn lower(root: &Node, diags: &mut Diags) -> Option<Spec> {
+/// Lowers a parsed file into a [`Spec`]: `vars` (with `--set` overrides in `set`) are
+/// evaluated and every `${…}` computed; problems go to `diags`.
+pub fn lower(root: &Node, set: &[(String, String)], diags: &mut Diags) -> Option<Spec> {
     if root.value == Value::Null {
         diags.push(Diagnostic {
             primary: None,
@@ -86,7 +88,20 @@ pub fn lower(root: &Node, diags: &mut Diags) -> Option<Spec> {
         });
         return None;
     }
+    let vars_node = match &root.value {
+        Value::Map(entries) => entries.iter().find(|e| e.key == "vars").map(|e| &e.value),
+        _ => None,
+    };
+    let vars = expr::Vars::new(vars_node, set, diags);
+    let mut tree = root.clone();
+    if let Value::Map(entries) = &mut tree.value {
+        for e in entries.iter_mut().filter(|e| e.key != "vars") {
+            expr::substitute(&mut e.value, &vars, &expr::Scope::default(), diags);
+        }
+    }
+    let root = &tree;
     let mut f = Fields::new(root, "a spec", diags)?;
+    f.allow("vars");
     let layout = match f.choice("layout", &["pytorch", "keras"]) {
         Some(Sp { value: "keras", .. }) => Layout::Keras,
         _ => Layout::Pytorch,
@@ -143,8 +158,17 @@ pub fn lower(root: &Node, diags: &mut Diags) -> Option<Spec> {
         .node("lints")
         .map(|n| read_lints(n, f.diags))
         .unwrap_or_default();
+    let stamped = std::cell::Cell::new(0);
+    let scope = expr::Scope::default();
+    let lx = layers::Lower {
+        layout,
+        path: "",
+        vars: &vars,
+        scope: &scope,
+        stamped: &stamped,
+    };
     let layers = match f.node("layers") {
-        Some(n) => read_layers(n, layout, "", f.diags),
+        Some(n) => read_layers(n, &lx, f.diags),
         None => {
             f.missing("layers", "[{type: dense, units: 10}]");
             None
@@ -243,12 +267,8 @@ pub fn check_lint_name(name: &Sp<String>, diags: &mut Diags) -> bool {
 /// Reads a list of layers (the top-level `layers`, or a `sequential`'s).
 ///
 /// Diagnostics get the layer's path as written (`name`, else its index in the list).
-pub fn read_layers(
-    n: &Node,
-    layout: Layout,
-    parent: &str,
-    diags: &mut Diags,
-) -> Option<Vec<LayerSpec>> {
+pub fn read_layers(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Option<Vec<LayerSpec>> {
+    let (layout, parent) = (lx.layout, lx.path);
     let Value::Seq(items) = &n.value else {
         diags.push(fields::wrong_type(
             n,
@@ -272,7 +292,8 @@ pub fn read_layers(
         };
         // A layer that cannot be read stays in place as `Invalid`, so later layers are
         // still resolved (and report their own problems) without cascading errors.
-        layers.push(read_layer(item, layout, &path, diags).unwrap_or_else(|| invalid(item)));
+        let here = layers::Lower { path: &path, ..*lx };
+        layers.push(read_layer(item, &here, diags).unwrap_or_else(|| invalid(item)));
         for d in diags.since(first) {
             if d.path.is_none() {
                 d.path = Some(path.clone());
@@ -305,7 +326,8 @@ fn layer_name(n: &Node) -> Option<String> {
     }
 }
 
-fn read_layer(n: &Node, layout: Layout, path: &str, diags: &mut Diags) -> Option<LayerSpec> {
+fn read_layer(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Option<LayerSpec> {
+    let layout = lx.layout;
     let mut f = Fields::new(n, "a layer", diags)?;
     let ty = match f.str("type") {
         Some(t) => t,
@@ -397,13 +419,13 @@ fn read_layer(n: &Node, layout: Layout, path: &str, diags: &mut Diags) -> Option
                     format!("`{}` exists only in {theirs}", row.name),
                 )
                 .label(format!("not a layer of layout {ours}"))
-                .help(format!("under layout {ours}, write {instead}")),
+                .help(format!("under layout {ours}, {instead}")),
             );
             return None;
         }
     }
     let inits = read_inits(&mut f, row.roles, layout);
-    let kind = (row.lower)(&mut f, &layers::Lower { layout, path });
+    let kind = (row.lower)(&mut f, lx);
     f.finish();
     Some(LayerSpec {
         name,
