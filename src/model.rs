@@ -304,6 +304,8 @@ pub struct Topology {
     pub merge: Option<Merge>,
     /// How the block's input joins the result (`residual`), if it does.
     pub residual: Option<Merge>,
+    /// An attention merge whose queries see only earlier tokens (`causal: true`).
+    pub causal: bool,
 }
 
 /// One step of the model's data flow, in order; blocks are bracketed by markers so that
@@ -331,6 +333,9 @@ pub enum Step {
         topology: Topology,
         /// Channels of each branch's output, then of the block's input (a concat's weights).
         widths: Vec<Option<u64>>,
+        /// Tokens of the block's input (its next-to-last axis), what an attention merge
+        /// averages over.
+        tokens: Option<u64>,
     },
 }
 
@@ -358,8 +363,20 @@ pub enum Signal {
     /// A linear map of its fan_in inputs (dense, conv): q = fan_in·E[w²]·E[x²] + E[b²],
     /// then its activation.
     Linear,
-    /// Self-attention: the value projection, then the output projection.
-    Attention,
+    /// Self-attention: the value projection, an average over the tokens (uniform
+    /// attention at init), then the output projection.
+    Attention {
+        /// Queries see only earlier tokens.
+        causal: bool,
+    },
+    /// Max pooling over windows of `window` values moved by `stride` (products over the
+    /// spatial axes): an order statistic of the window.
+    MaxPool {
+        /// Values in a window.
+        window: u64,
+        /// Positions a window moves.
+        stride: u64,
+    },
     /// A recurrent cell: the input kernel, then tanh of a sigmoid-gated state (LSTM,
     /// GRU), or the simple cell's activation.
     Recurrent {
@@ -400,6 +417,8 @@ pub struct LayerInfo {
     pub tie: Option<String>,
     /// Lints allowed on it (its own `allow:` and its enclosing blocks').
     pub allow: crate::lint::LintSet,
+    /// Tokens of its input (the next-to-last axis), what attention averages over.
+    pub tokens: Option<u64>,
     /// The `type` value in the spec.
     pub span: Span,
 }

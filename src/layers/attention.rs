@@ -28,6 +28,9 @@ pub struct Attention {
     pub value_dim: Option<u64>,
     /// Keras: output features (default: the query's).
     pub output_dim: Option<u64>,
+    /// Queries see only earlier tokens (torch `is_causal`, Keras `use_causal_mask`): no
+    /// tensor changes, only the predicted signal.
+    pub causal: bool,
 }
 
 /// A field one framework's attention has and the other's lacks.
@@ -66,6 +69,7 @@ impl Attention {
             Layout::Keras => foreign(f, "add_bias_kv", "PyTorch", "Keras"),
         }
         let add_bias_kv = layout == Layout::Pytorch && f.bool("add_bias_kv", false);
+        let causal = f.bool("causal", false);
         let (key_dim, value_dim, output_dim) = match layout {
             Layout::Keras => (
                 f.size("key_dim").map(|s| s.value),
@@ -84,6 +88,7 @@ impl Attention {
             key_dim,
             value_dim,
             output_dim,
+            causal,
         })
     }
 

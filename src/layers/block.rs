@@ -26,6 +26,8 @@ pub struct Block {
     pub residual: Option<Merge>,
     /// Whether it adds its name as a path segment (`scope: false` does not).
     pub scope: bool,
+    /// An attention merge whose queries see only earlier tokens (`causal: true`).
+    pub causal: bool,
 }
 
 impl Block {
@@ -82,6 +84,7 @@ impl Block {
         } else {
             Some(None)
         };
+        let causal = parallel && f.bool("causal", false);
         // A parallel adds a segment only when it has a name; a sequential unless `scope: false`.
         let named = f.node("name").is_some();
         let scope = if parallel {
@@ -166,6 +169,7 @@ impl Block {
             index,
             residual,
             scope,
+            causal,
         })
     }
 }

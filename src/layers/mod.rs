@@ -595,7 +595,11 @@ impl Kind {
             | Kind::ConvTranspose(_)
             | Kind::Depthwise(_)
             | Kind::Separable(_) => Signal::Linear,
-            Kind::Attention(_) => Signal::Attention,
+            Kind::Attention(a) => Signal::Attention { causal: a.causal },
+            Kind::Pool(p) if p.op == PoolOp::Max => Signal::MaxPool {
+                window: p.pool_size.iter().product(),
+                stride: p.strides.iter().product(),
+            },
             Kind::Recurrent(r) => Signal::Recurrent {
                 simple: r.simple_activation(),
             },

@@ -94,26 +94,15 @@ pub fn first_moment(t: &TensorDecl) -> f64 {
     }
 }
 
-/// E[h(z)²] for z ~ N(0, q), where h applies `chain` in order, or E[(h′(z))²] of the
-/// last function's derivative at the chain before it when `derivative` (by Simpson's
-/// rule on ±10σ). An empty chain is the identity.
-pub fn chain_sq(chain: &[Activation], q: f64, derivative: bool) -> f64 {
-    let chain: Vec<Activation> = chain
-        .iter()
-        .copied()
-        .filter(|a| !matches!(a, Activation::Linear | Activation::Softmax))
-        .collect();
-    if chain.is_empty() {
-        return if derivative { 1.0 } else { q };
+/// E[f(z)] for z ~ N(mu, var), by Simpson's rule on ±10σ (f(mu) when var is 0).
+pub fn gauss_mean(mu: f64, var: f64, f: impl Fn(f64) -> f64) -> f64 {
+    if !(var > 0.0) || !var.is_finite() || !mu.is_finite() {
+        return f(mu);
     }
-    if !q.is_finite() {
-        return q;
-    }
-    let s = q.max(0.0).sqrt();
+    let s = var.sqrt();
     let n = 800;
     let (lo, hi) = (-10.0f64, 10.0f64);
     let h = (hi - lo) / n as f64;
-    let (last, before) = chain.split_last().expect("not empty");
     let mut sum = 0.0;
     for k in 0..=n {
         let t = lo + k as f64 * h;
@@ -125,21 +114,118 @@ pub fn chain_sq(chain: &[Activation], q: f64, derivative: bool) -> f64 {
             2.0
         };
         let pdf = (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
-        let u = before.iter().fold(s * t, |x, a| a.apply(x));
-        let f = if derivative {
-            last.derivative(u)
-        } else {
-            last.apply(u)
-        };
-        sum += w * pdf * f * f;
+        sum += w * pdf * f(mu + s * t);
     }
     sum * h / 3.0
+}
+
+/// The chain without the functions that leave the scale alone.
+fn active(chain: &[Activation]) -> Vec<Activation> {
+    chain
+        .iter()
+        .copied()
+        .filter(|a| !matches!(a, Activation::Linear | Activation::Softmax))
+        .collect()
+}
+
+/// (E[h(z)], E[h(z)²]) for z ~ N(mu, var), h applying `chain` in order.
+pub fn chain_moments(chain: &[Activation], mu: f64, var: f64) -> (f64, f64) {
+    let chain = active(chain);
+    if chain.is_empty() {
+        return (mu, mu * mu + var);
+    }
+    let h = |x: f64| chain.iter().fold(x, |x, a| a.apply(x));
+    (gauss_mean(mu, var, h), gauss_mean(mu, var, |x| h(x).powi(2)))
+}
+
+/// E[(∂h/∂z)²] for z ~ N(mu, var): the product of every function's derivative along the
+/// chain (1 for an empty chain).
+pub fn chain_deriv_sq(chain: &[Activation], mu: f64, var: f64) -> f64 {
+    let chain = active(chain);
+    if chain.is_empty() {
+        return 1.0;
+    }
+    gauss_mean(mu, var, |x| {
+        let mut v = x;
+        let mut d = 1.0;
+        for a in &chain {
+            d *= a.derivative(v);
+            v = a.apply(v);
+        }
+        d * d
+    })
+}
+
+/// E[h(z)²] for z ~ N(0, q) (or of the derivative when `derivative`).
+#[cfg(test)]
+pub fn chain_sq(chain: &[Activation], q: f64, derivative: bool) -> f64 {
+    if derivative {
+        chain_deriv_sq(chain, 0.0, q)
+    } else {
+        chain_moments(chain, 0.0, q).1
+    }
+}
+
+/// Mean and variance of the largest of `n` independent standard normals.
+pub fn max_of_normals(n: u64) -> (f64, f64) {
+    if n <= 1 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    // The max's density: n·φ(x)·Φ(x)^(n−1).
+    let dens = |x: f64| {
+        let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        n * pdf * normal_cdf(x).powf(n - 1.0)
+    };
+    let steps = 4000;
+    let (lo, hi) = (-10.0f64, 10.0f64);
+    let h = (hi - lo) / steps as f64;
+    let (mut m1, mut m2) = (0.0, 0.0);
+    for k in 0..=steps {
+        let x = lo + k as f64 * h;
+        let w = if k == 0 || k == steps {
+            1.0
+        } else if k % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        };
+        m1 += w * x * dens(x);
+        m2 += w * x * x * dens(x);
+    }
+    let (m1, m2) = (m1 * h / 3.0, m2 * h / 3.0);
+    (m1, m2 - m1 * m1)
 }
 
 /// E[φ(z)²] (or E[φ′(z)²] when `derivative`) for z ~ N(0, q).
 #[cfg(test)]
 pub fn expect_sq(activation: Option<Activation>, q: f64, derivative: bool) -> f64 {
     chain_sq(activation.as_slice(), q, derivative)
+}
+
+#[cfg(test)]
+mod max_tests {
+    use super::*;
+
+    #[test]
+    fn order_statistics_of_normals() {
+        // E[max of 2] = 1/√π; of 4 ≈ 1.0294; of 9 ≈ 1.4850 (Harter's tables).
+        assert!((max_of_normals(2).0 - 1.0 / std::f64::consts::PI.sqrt()).abs() < 1e-6);
+        assert!((max_of_normals(4).0 - 1.029_4).abs() < 1e-3);
+        assert!((max_of_normals(9).0 - 1.485_0).abs() < 1e-3);
+        assert!((max_of_normals(2).1 - (1.0 - 1.0 / std::f64::consts::PI)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn relu_of_a_shifted_normal() {
+        // E[relu(N(μ, σ²))²] = (μ² + σ²)Φ(μ/σ) + μσφ(μ/σ)
+        let (mu, s) = (0.8f64, 1.3f64);
+        let z = mu / s;
+        let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let want = (mu * mu + s * s) * normal_cdf(z) + mu * s * pdf;
+        let (_, m2) = chain_moments(&[Activation::Relu], mu, s * s);
+        assert!((m2 - want).abs() < 1e-9);
+    }
 }
 
 #[cfg(test)]

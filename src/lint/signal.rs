@@ -20,7 +20,7 @@
 //! normalizes). A lint fires at the first layer where the predicted standard deviation
 //! leaves [`BAND`] (docs/lints.md).
 
-use super::moments::{chain_sq, first_moment, second_moment};
+use super::moments::{chain_deriv_sq, chain_moments, first_moment, gauss_mean, max_of_normals, second_moment};
 use crate::layers::Activation;
 use crate::model::{LayerInfo, Merge, Model, Role, Signal, Step, TensorDecl, Topology};
 
@@ -43,38 +43,120 @@ pub struct Escape {
 struct Stream {
     /// E[x²].
     m2: f64,
-    /// When the stream is h(z) of one Gaussian pre-activation: its variance q and h's
+    /// E[x].
+    mean: f64,
+    /// E[xₜ·xₛ] of two different tokens (what averaging over tokens keeps).
+    cross: f64,
+    /// When the stream is h(z) of one Gaussian pre-activation z ~ N(μ, var): μ, var and h's
     /// pointwise functions, in order.
-    chain: Option<(f64, Vec<Activation>)>,
+    chain: Option<(f64, f64, Vec<Activation>)>,
     /// After a constant kernel: nothing to judge until a norm or embedding re-anchors it.
     muted: bool,
 }
 
 impl Stream {
-    fn gaussian(m2: f64) -> Stream {
+    /// A stream of independent tokens with this second moment and mean.
+    fn new(m2: f64, mean: f64) -> Stream {
         Stream {
             m2,
+            mean,
+            cross: mean * mean,
             chain: None,
             muted: false,
         }
     }
 
-    /// The stream after the pointwise function `a`.
-    fn then(&self, a: Activation) -> Stream {
-        let (q, mut fs) = self.chain.clone().unwrap_or((self.m2, Vec::new()));
-        fs.push(a);
+    /// The variance (of one element).
+    fn var(&self) -> f64 {
+        (self.m2 - self.mean * self.mean).max(0.0)
+    }
+
+    /// The correlation of two tokens' centred values.
+    fn rho(&self) -> f64 {
+        let v = self.var();
+        if v > 0.0 {
+            ((self.cross - self.mean * self.mean) / v).clamp(-1.0, 1.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// The same correlation between tokens, at a new mean and second moment.
+    fn with(&self, m2: f64, mean: f64) -> Stream {
+        let rho = self.rho();
         Stream {
-            m2: chain_sq(&fs, q, false),
-            chain: Some((q, fs)),
+            m2,
+            mean,
+            cross: mean * mean + rho * (m2 - mean * mean).max(0.0),
+            chain: None,
             muted: self.muted,
         }
+    }
+
+    /// The stream after the pointwise function `a`: the chain of functions of one
+    /// Gaussian is integrated whole (relu after relu is one relu).
+    fn then(&self, a: Activation) -> Stream {
+        let (mu, var, mut fs) = self
+            .chain
+            .clone()
+            .unwrap_or((self.mean, self.var(), Vec::new()));
+        fs.push(a);
+        let (mean, m2) = chain_moments(&fs, mu, var);
+        Stream {
+            chain: Some((mu, var, fs)),
+            ..self.with(m2, mean)
+        }
+    }
+
+    /// The stream after a linear map: `gain` = inputs summed · E[w²] of zero-mean weights,
+    /// plus a bias with E[b], E[b²].
+    fn linear(&self, gain: f64, b: (f64, f64)) -> Stream {
+        let m2 = gain * self.m2 + b.1;
+        Stream {
+            m2,
+            mean: b.0,
+            cross: gain * self.cross + b.1,
+            chain: Some((b.0, (m2 - b.0 * b.0).max(0.0), Vec::new())),
+            muted: self.muted,
+        }
+    }
+
+    /// The average over tokens that uniform attention computes: a fraction `a` of a token's
+    /// own second moment survives, the rest is what tokens share.
+    fn averaged(&self, a: f64) -> Stream {
+        let m2 = a * self.m2 + (1.0 - a) * self.cross;
+        Stream {
+            m2,
+            mean: self.mean,
+            // Every query sees (nearly) the same average.
+            cross: m2,
+            chain: None,
+            muted: self.muted,
+        }
+    }
+}
+
+/// The fraction of a token's own variance that uniform attention over `tokens` keeps:
+/// 1/T, or the mean of 1/t over t ≤ T (H_T/T) when queries see only earlier tokens.
+/// Unknown T: 1 (no averaging assumed, the scale's upper bound).
+fn keep(tokens: Option<u64>, causal: bool) -> f64 {
+    match tokens {
+        Some(t) if t > 1 => {
+            let t = t.min(1 << 24);
+            if causal {
+                (1..=t).map(|k| 1.0 / k as f64).sum::<f64>() / t as f64
+            } else {
+                1.0 / t as f64
+            }
+        }
+        _ => 1.0,
     }
 }
 
 /// What the forward pass records per step, for the backward pass and the summary.
 #[derive(Clone, Debug, Default)]
 struct Record {
-    /// The stream after the step (layers only).
+    /// E[x²] of the stream after the step (layers only).
     out: Option<f64>,
     /// E[φ′²] of the pointwise functions applied at this step, at the stream they act on.
     deriv: f64,
@@ -86,11 +168,7 @@ struct Record {
     muted: bool,
 }
 
-fn tensors<'m>(
-    model: &'m Model,
-    l: &'m LayerInfo,
-    role: Role,
-) -> impl Iterator<Item = &'m TensorDecl> {
+fn tensors<'m>(model: &'m Model, l: &'m LayerInfo, role: Role) -> impl Iterator<Item = &'m TensorDecl> {
     l.tensors
         .iter()
         .map(|&k| &model.tensors[k])
@@ -118,44 +196,68 @@ fn kernel_facts(l: &LayerInfo, k: &TensorDecl) -> (f64, (f64, f64)) {
     (w2, k.reach)
 }
 
-fn mean_sq(it: impl Iterator<Item = f64>) -> Option<f64> {
-    it.fold(None, |a: Option<f64>, x| Some(a.unwrap_or(0.0) + x))
+/// E[b] and E[b²] of a layer's first bias (0, 0 without one).
+fn bias(model: &Model, l: &LayerInfo) -> (f64, f64) {
+    tensors(model, l, Role::Bias)
+        .next()
+        .map_or((0.0, 0.0), |b| (first_moment(b), second_moment(b)))
 }
 
 /// Combines a block's branch outputs and its input, as its topology says.
-fn combine(topology: Topology, input: &Stream, outs: &[Stream], widths: &[Option<u64>]) -> Stream {
-    let weighted = |parts: &[(f64, Option<u64>)]| {
-        let known = parts.iter().all(|(_, w)| w.is_some());
-        let total: f64 = parts
-            .iter()
-            .map(|(_, w)| if known { w.unwrap_or(1) as f64 } else { 1.0 })
-            .sum();
-        parts
-            .iter()
-            .map(|(m, w)| m * if known { w.unwrap_or(1) as f64 } else { 1.0 })
-            .sum::<f64>()
-            / total.max(1.0)
+fn combine(
+    topology: Topology,
+    input: &Stream,
+    outs: &[Stream],
+    widths: &[Option<u64>],
+    tokens: Option<u64>,
+) -> Stream {
+    // Independent parts: E[(Σa)²] = ΣE[a²] + 2Σ E[a]E[b], and so for the cross moment.
+    let add = |parts: &[&Stream]| {
+        let mut s = Stream::new(0.0, 0.0);
+        s.cross = 0.0;
+        for (i, p) in parts.iter().enumerate() {
+            let prior = parts[..i].iter().map(|q| q.mean).sum::<f64>();
+            s.m2 += p.m2 + 2.0 * p.mean * prior;
+            s.cross += p.cross + 2.0 * p.mean * prior;
+            s.mean += p.mean;
+        }
+        s.muted = parts.iter().all(|p| p.muted);
+        s
     };
-    let muted = outs.iter().all(|s| s.muted);
-    let m2 = match topology.merge {
-        None => outs.last().map_or(input.m2, |s| s.m2),
-        Some(Merge::Add) => outs.iter().map(|s| s.m2).sum(),
-        Some(Merge::Multiply) => outs.iter().map(|s| s.m2).product(),
+    let weighted = |parts: &[(&Stream, Option<u64>)]| {
+        let known = parts.iter().all(|(_, w)| w.is_some());
+        let weight = |w: Option<u64>| if known { w.unwrap_or(1) as f64 } else { 1.0 };
+        let total: f64 = parts.iter().map(|(_, w)| weight(*w)).sum::<f64>().max(1.0);
+        let avg = |f: &dyn Fn(&Stream) -> f64| {
+            parts.iter().map(|(s, w)| f(s) * weight(*w)).sum::<f64>() / total
+        };
+        Stream {
+            m2: avg(&|s| s.m2),
+            mean: avg(&|s| s.mean),
+            cross: avg(&|s| s.cross),
+            chain: None,
+            muted: parts.iter().all(|(s, _)| s.muted),
+        }
+    };
+    let merged = match topology.merge {
+        None => outs.last().cloned().unwrap_or_else(|| input.clone()),
+        Some(Merge::Add) => add(&outs.iter().collect::<Vec<_>>()),
+        Some(Merge::Multiply) => Stream {
+            m2: outs.iter().map(|s| s.m2).product(),
+            mean: outs.iter().map(|s| s.mean).product(),
+            cross: outs.iter().map(|s| s.cross).product(),
+            chain: None,
+            muted: outs.iter().all(|s| s.muted),
+        },
         Some(Merge::Concat) => {
-            let parts: Vec<(f64, Option<u64>)> =
-                outs.iter().zip(widths).map(|(s, w)| (s.m2, *w)).collect();
+            let parts: Vec<(&Stream, Option<u64>)> =
+                outs.iter().zip(widths.iter().copied()).collect();
             weighted(&parts)
         }
-        Some(Merge::Attention) => outs.last().map_or(input.m2, |s| s.m2),
-    };
-    let merged = Stream {
-        m2,
-        chain: if topology.merge.is_none() {
-            outs.last().and_then(|s| s.chain.clone())
-        } else {
-            None
-        },
-        muted,
+        Some(Merge::Attention) => outs
+            .last()
+            .unwrap_or(input)
+            .averaged(keep(tokens, topology.causal)),
     };
     match topology.residual {
         None => merged,
@@ -166,24 +268,16 @@ fn combine(topology: Topology, input: &Stream, outs: &[Stream], widths: &[Option
                 None
             };
             let w_in = widths.last().copied().flatten();
-            Stream {
-                m2: weighted(&[(input.m2, w_in), (merged.m2, w_out)]),
-                chain: None,
-                muted: merged.muted && input.muted,
-            }
+            weighted(&[(input, w_in), (&merged, w_out)])
         }
-        Some(_) => Stream {
-            m2: input.m2 + merged.m2,
-            chain: None,
-            muted: merged.muted && input.muted,
-        },
+        Some(_) => add(&[input, &merged]),
     }
 }
 
 /// The forward pass: a record per flow step.
 fn forward(model: &Model) -> Vec<Record> {
     let mut records = vec![Record::default(); model.flow.len()];
-    let mut s = Stream::gaussian(1.0);
+    let mut s = Stream::new(1.0, 0.0);
     // Per open block: its input and its finished branches.
     let mut stack: Vec<(Stream, Vec<Stream>)> = Vec::new();
     let mut prev_embedding = false;
@@ -200,119 +294,141 @@ fn forward(model: &Model) -> Vec<Record> {
                 prev_embedding = false;
             }
             Step::Exit {
-                topology, widths, ..
+                topology,
+                widths,
+                tokens,
+                ..
             } => {
                 if let Some((input, mut outs)) = stack.pop() {
                     outs.push(s.clone());
                     records[i].branches = outs.iter().map(|o| o.m2).collect();
-                    s = combine(*topology, &input, &outs, widths);
+                    s = combine(*topology, &input, &outs, widths, *tokens);
                 }
                 prev_embedding = false;
             }
             Step::Layer(l) => {
                 let rec = &mut records[i];
-                let bias2 = mean_sq(tensors(model, l, Role::Bias).take(1).map(second_moment))
-                    .unwrap_or(0.0);
                 match l.signal {
                     Signal::Linear => {
                         let ks = kernels(model, l);
                         if !ks.is_empty() {
                             rec.silent = ks.iter().any(|k| k.init.constant_value().is_some());
-                            let mut q = s.m2;
-                            for k in &ks {
-                                let (w2, (inputs, _)) = kernel_facts(l, k);
-                                q *= inputs * w2;
-                            }
-                            q += bias2;
-                            let base = Stream {
-                                m2: q,
-                                chain: Some((q, Vec::new())),
-                                muted: s.muted || rec.silent,
-                            };
+                            let gain: f64 = ks
+                                .iter()
+                                .map(|k| {
+                                    let (w2, (inputs, _)) = kernel_facts(l, k);
+                                    inputs * w2
+                                })
+                                .product();
+                            let mut base = s.linear(gain, bias(model, l));
+                            base.muted |= rec.silent;
+                            rec.deriv = 1.0;
                             s = match l.activation {
                                 Some(a) => {
-                                    rec.deriv = chain_sq(&[a], q, true);
+                                    if let Some((mu, var, _)) = &base.chain {
+                                        rec.deriv = chain_deriv_sq(&[a], *mu, *var);
+                                    }
                                     base.then(a)
                                 }
-                                None => {
-                                    rec.deriv = 1.0;
-                                    base
-                                }
+                                None => base,
                             };
                         }
                     }
-                    Signal::Attention => {
-                        // The value projection, then the output projection (uniform attention at init).
+                    Signal::Attention { causal } => {
+                        // The value projection, the average over tokens (uniform attention
+                        // at init), then the output projection.
                         let ks = kernels(model, l);
                         if ks.len() >= 2 {
                             let (v, o) = (ks[ks.len() - 2], ks[ks.len() - 1]);
                             let (v2, (vi, _)) = kernel_facts(l, v);
                             let (o2, (oi, _)) = kernel_facts(l, o);
-                            let qv = vi * v2 * s.m2 + bias2;
-                            s = Stream {
-                                m2: oi * o2 * qv + bias2,
-                                chain: None,
-                                muted: s.muted,
-                            };
-                            rec.deriv = 1.0;
+                            let b = bias(model, l);
+                            let values = s.linear(vi * v2, b).averaged(keep(l.tokens, causal));
+                            s = values.linear(oi * o2, b);
+                            s.chain = None;
+                            rec.deriv = keep(l.tokens, causal);
                         }
                     }
                     Signal::Recurrent { simple } => {
                         if let Some(k) = kernels(model, l).first() {
                             let (w2, (inputs, _)) = kernel_facts(l, k);
-                            let q = inputs * w2 * s.m2 + bias2;
-                            let (m2, d) = match simple {
-                                Some(a) => (chain_sq(&[a], q, false), chain_sq(&[a], q, true)),
+                            let z = s.linear(inputs * w2, bias(model, l));
+                            let (mu, var) = (z.mean, z.var());
+                            let (mean, m2, d) = match simple {
+                                Some(a) => {
+                                    let (m, m2) = chain_moments(&[a], mu, var);
+                                    (m, m2, chain_deriv_sq(&[a], mu, var))
+                                }
                                 // h = o·tanh(c): a sigmoid gate times a tanh.
-                                None => (
-                                    chain_sq(&[Activation::Tanh], q, false)
-                                        * chain_sq(&[Activation::Sigmoid], q, false),
-                                    chain_sq(&[Activation::Tanh], q, true)
-                                        * chain_sq(&[Activation::Sigmoid], q, false),
-                                ),
+                                None => {
+                                    let (_, t2) = chain_moments(&[Activation::Tanh], mu, var);
+                                    let (_, g2) = chain_moments(&[Activation::Sigmoid], mu, var);
+                                    (
+                                        0.0,
+                                        t2 * g2,
+                                        chain_deriv_sq(&[Activation::Tanh], mu, var) * g2,
+                                    )
+                                }
                             };
                             s = Stream {
-                                m2,
-                                chain: None,
                                 muted: s.muted,
+                                ..Stream::new(m2, mean)
                             };
                             rec.deriv = d;
                         }
                     }
                     Signal::Embedding => {
-                        let e2 = tensors(model, l, Role::Embeddings)
-                            .next()
-                            .map_or(1.0, second_moment);
-                        // Consecutive embeddings (token + position) are summed.
-                        let m2 = if prev_embedding { s.m2 + e2 } else { e2 };
-                        s = Stream::gaussian(m2);
+                        let e = tensors(model, l, Role::Embeddings).next();
+                        let (em, e2) = e.map_or((0.0, 1.0), |t| (first_moment(t), second_moment(t)));
+                        // Consecutive embeddings (token + position) are summed; rows of
+                        // different tokens are independent.
+                        s = if prev_embedding {
+                            Stream::new(s.m2 + e2 + 2.0 * s.mean * em, s.mean + em)
+                        } else {
+                            Stream::new(e2, em)
+                        };
                     }
                     Signal::Norm { offset } => {
-                        // The applied scale is offset + γ: E[(offset + γ)²].
+                        // The applied scale is offset + γ: E[(offset + γ)²]; the tokens keep
+                        // their correlation.
                         let g2 = tensors(model, l, Role::Gamma).next().map_or(1.0, |g| {
                             offset * offset + 2.0 * offset * first_moment(g) + second_moment(g)
                         });
-                        let b2 = tensors(model, l, Role::Beta)
+                        let (bm, b2) = tensors(model, l, Role::Beta)
                             .next()
-                            .map_or(0.0, second_moment);
-                        s = Stream::gaussian(g2 + b2);
+                            .map_or((0.0, 0.0), |b| (first_moment(b), second_moment(b)));
+                        let rho = s.rho();
+                        s = Stream {
+                            m2: g2 + b2,
+                            mean: bm,
+                            cross: rho * g2 + b2,
+                            chain: None,
+                            muted: false,
+                        };
                     }
                     Signal::Activation(a) => {
-                        let (q, fs) = s.chain.clone().unwrap_or((s.m2, Vec::new()));
-                        rec.deriv = chain_sq(&[fs.as_slice(), &[a]].concat(), q, true);
+                        let (mu, var, fs) = s.chain.clone().unwrap_or((s.mean, s.var(), Vec::new()));
+                        rec.deriv = chain_deriv_sq(&[fs.as_slice(), &[a]].concat(), mu, var)
+                            / chain_deriv_sq(&fs, mu, var).max(1e-300);
                         s = s.then(a);
                     }
                     Signal::Prelu => {
-                        let a = tensors(model, l, Role::Alpha)
-                            .next()
-                            .map_or(0.25, first_moment);
-                        let f = (1.0 + a * a) / 2.0;
-                        s = Stream {
-                            m2: s.m2 * f,
-                            chain: None,
-                            muted: s.muted,
-                        };
-                        rec.deriv = f;
+                        let a = tensors(model, l, Role::Alpha).next().map_or(0.25, first_moment);
+                        let f = |x: f64| if x > 0.0 { x } else { a * x };
+                        let (mu, var) = (s.mean, s.var());
+                        let (mean, m2) = (gauss_mean(mu, var, f), gauss_mean(mu, var, |x| f(x).powi(2)));
+                        rec.deriv = gauss_mean(mu, var, |x| if x > 0.0 { 1.0 } else { a * a });
+                        s = s.with(m2, mean);
+                    }
+                    Signal::MaxPool { window, stride } => {
+                        // The largest of `window` values, taken as independent: its mean
+                        // and variance are the order statistic's.
+                        let (e, v) = max_of_normals(window);
+                        let sd = s.var().sqrt();
+                        let mean = s.mean + sd * e;
+                        s = s.with(mean * mean + sd * sd * v, mean);
+                        // Backward, each input is the max of 1 in `window` windows it is in.
+                        rec.deriv = 1.0 / stride.max(1) as f64;
                     }
                     Signal::Pass => {}
                 }
@@ -400,6 +516,7 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
     struct Frame {
         out: f64,
         topology: Topology,
+        tokens: Option<u64>,
         branches: Vec<f64>,
         /// The branch being walked back (counting from the last).
         at: usize,
@@ -417,8 +534,10 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
                         .map(|(_, m)| *m)
                         .product::<f64>()
             }
-            // At init attention is uniform: the query and key branches get no gradient.
+            // At init attention is uniform: the query and key branches get no gradient, and
+            // each value 1/T of every query's.
             Some(Merge::Attention) if i + 1 != f.branches.len() => 0.0,
+            Some(Merge::Attention) => f.out * keep(f.tokens, f.topology.causal),
             _ => f.out,
         }
     };
@@ -426,10 +545,13 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
     let mut stack: Vec<Frame> = Vec::new();
     for (i, step) in model.flow.iter().enumerate().rev() {
         match step {
-            Step::Exit { topology, .. } => {
+            Step::Exit {
+                topology, tokens, ..
+            } => {
                 let f = Frame {
                     out: g2,
                     topology: *topology,
+                    tokens: *tokens,
                     branches: records[i].branches.clone(),
                     at: 0,
                     sum: 0.0,
@@ -468,13 +590,15 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
                         }
                         g2 *= r.deriv;
                     }
-                    Signal::Attention => {
+                    Signal::Attention { .. } => {
                         let ks = kernels(model, l);
                         if ks.len() >= 2 {
                             for k in &ks[ks.len() - 2..] {
                                 let (w2, (_, outputs)) = kernel_facts(l, k);
                                 g2 *= outputs * w2;
                             }
+                            // A value feeds every query's average: 1/T of the gradient each.
+                            g2 *= r.deriv;
                         }
                     }
                     Signal::Recurrent { .. } => {
@@ -492,7 +616,9 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
                         g2 = 0.0;
                         continue;
                     }
-                    Signal::Activation(_) | Signal::Prelu => g2 *= r.deriv,
+                    Signal::Activation(_) | Signal::Prelu | Signal::MaxPool { .. } => {
+                        g2 *= r.deriv
+                    }
                     Signal::Pass => continue,
                 }
                 if visit(i, g2) {

@@ -206,6 +206,7 @@ impl Walker<'_> {
             let first_tensor = self.tensors.len();
             let ties_before = self.ties.len();
             let allow = self.allow.union(layer.allow);
+            let input_tokens = tokens(&act);
             let mut cx = Cx {
                 layout: self.spec.layout,
                 dtype,
@@ -232,6 +233,7 @@ impl Walker<'_> {
                 tensors: (first_tensor..self.tensors.len()).collect(),
                 tie: self.ties[ties_before..].first().map(|t| t.target.clone()),
                 allow,
+                tokens: input_tokens,
                 span: layer.type_span,
             }));
         }
@@ -262,6 +264,7 @@ impl Walker<'_> {
         let topology = Topology {
             merge: block.parallel,
             residual: block.residual,
+            causal: block.causal,
         };
         for r in 0..copies.unwrap_or(1) {
             let mut p = base.clone();
@@ -310,6 +313,7 @@ impl Walker<'_> {
                 }
             };
             widths.push(self.channels(&before));
+            let tokens = tokens(&before);
             act = match block.residual {
                 None => out,
                 Some(m) => self.merge(m, &[before, out], layer, &path),
@@ -318,6 +322,7 @@ impl Walker<'_> {
                 path: path.clone(),
                 topology,
                 widths,
+                tokens,
             });
             // A broken block would report the same problems in every copy.
             if self.diags.len() > problems || self.full {
@@ -441,6 +446,14 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// The tokens of a stream: its next-to-last axis (a [T, D] sequence), when known.
+fn tokens(a: &Act) -> Option<u64> {
+    if a.open || a.dims.len() < 2 {
+        return None;
+    }
+    a.dims[a.dims.len() - 2]
 }
 
 /// Largest working memory for one tensor computed whole (orthogonal, sparse).
