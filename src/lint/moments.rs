@@ -96,7 +96,7 @@ pub fn first_moment(t: &TensorDecl) -> f64 {
 
 /// E[f(z)] for z ~ N(mu, var), by Simpson's rule on ±10σ (f(mu) when var is 0).
 pub fn gauss_mean(mu: f64, var: f64, f: impl Fn(f64) -> f64) -> f64 {
-    if !(var > 0.0) || !var.is_finite() || !mu.is_finite() {
+    if var.is_nan() || var <= 0.0 || !var.is_finite() || !mu.is_finite() {
         return f(mu);
     }
     let s = var.sqrt();
@@ -135,7 +135,10 @@ pub fn chain_moments(chain: &[Activation], mu: f64, var: f64) -> (f64, f64) {
         return (mu, mu * mu + var);
     }
     let h = |x: f64| chain.iter().fold(x, |x, a| a.apply(x));
-    (gauss_mean(mu, var, h), gauss_mean(mu, var, |x| h(x).powi(2)))
+    (
+        gauss_mean(mu, var, h),
+        gauss_mean(mu, var, |x| h(x).powi(2)),
+    )
 }
 
 /// E[(∂h/∂z)²] for z ~ N(mu, var): the product of every function's derivative along the

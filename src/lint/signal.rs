@@ -20,7 +20,9 @@
 //! normalizes). A lint fires at the first layer where the predicted standard deviation
 //! leaves [`BAND`] (docs/lints.md).
 
-use super::moments::{chain_deriv_sq, chain_moments, first_moment, gauss_mean, max_of_normals, second_moment};
+use super::moments::{
+    chain_deriv_sq, chain_moments, first_moment, gauss_mean, max_of_normals, second_moment,
+};
 use crate::layers::Activation;
 use crate::model::{LayerInfo, Merge, Model, Role, Signal, Step, TensorDecl, Topology};
 
@@ -168,7 +170,11 @@ struct Record {
     muted: bool,
 }
 
-fn tensors<'m>(model: &'m Model, l: &'m LayerInfo, role: Role) -> impl Iterator<Item = &'m TensorDecl> {
+fn tensors<'m>(
+    model: &'m Model,
+    l: &'m LayerInfo,
+    role: Role,
+) -> impl Iterator<Item = &'m TensorDecl> {
     l.tensors
         .iter()
         .map(|&k| &model.tensors[k])
@@ -379,7 +385,8 @@ fn forward(model: &Model) -> Vec<Record> {
                     }
                     Signal::Embedding => {
                         let e = tensors(model, l, Role::Embeddings).next();
-                        let (em, e2) = e.map_or((0.0, 1.0), |t| (first_moment(t), second_moment(t)));
+                        let (em, e2) =
+                            e.map_or((0.0, 1.0), |t| (first_moment(t), second_moment(t)));
                         // Consecutive embeddings (token + position) are summed; rows of
                         // different tokens are independent.
                         s = if prev_embedding {
@@ -407,16 +414,22 @@ fn forward(model: &Model) -> Vec<Record> {
                         };
                     }
                     Signal::Activation(a) => {
-                        let (mu, var, fs) = s.chain.clone().unwrap_or((s.mean, s.var(), Vec::new()));
+                        let (mu, var, fs) =
+                            s.chain.clone().unwrap_or((s.mean, s.var(), Vec::new()));
                         rec.deriv = chain_deriv_sq(&[fs.as_slice(), &[a]].concat(), mu, var)
                             / chain_deriv_sq(&fs, mu, var).max(1e-300);
                         s = s.then(a);
                     }
                     Signal::Prelu => {
-                        let a = tensors(model, l, Role::Alpha).next().map_or(0.25, first_moment);
+                        let a = tensors(model, l, Role::Alpha)
+                            .next()
+                            .map_or(0.25, first_moment);
                         let f = |x: f64| if x > 0.0 { x } else { a * x };
                         let (mu, var) = (s.mean, s.var());
-                        let (mean, m2) = (gauss_mean(mu, var, f), gauss_mean(mu, var, |x| f(x).powi(2)));
+                        let (mean, m2) = (
+                            gauss_mean(mu, var, f),
+                            gauss_mean(mu, var, |x| f(x).powi(2)),
+                        );
                         rec.deriv = gauss_mean(mu, var, |x| if x > 0.0 { 1.0 } else { a * a });
                         s = s.with(m2, mean);
                     }
@@ -616,9 +629,7 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
                         g2 = 0.0;
                         continue;
                     }
-                    Signal::Activation(_) | Signal::Prelu | Signal::MaxPool { .. } => {
-                        g2 *= r.deriv
-                    }
+                    Signal::Activation(_) | Signal::Prelu | Signal::MaxPool { .. } => g2 *= r.deriv,
                     Signal::Pass => continue,
                 }
                 if visit(i, g2) {
