@@ -79,3 +79,20 @@ fn set_shrinks_a_family_and_names_unknown_variables() {
         "a malformed --set is a usage error"
     );
 }
+
+#[test]
+fn templates_and_copy_names_make_path_segments() {
+    let m = model(
+        "t.yaml",
+        "name: t\nvars: {n: 2, prefix: enc}\ninput: [4]\nlayers:\n  - name: layers\n    type: sequential\n    repeat: ${n}\n    copy_name: encoder_layer_${i}\n    layers:\n      - {name: \"${prefix}_fc${i + 1}\", type: dense, units: 4, use_bias: false}\n  - {name: \"head_${n * 3}\", type: dense, units: 2, use_bias: false}\n",
+    );
+    let names: Vec<&str> = m.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "layers.encoder_layer_0.enc_fc1.weight",
+            "layers.encoder_layer_1.enc_fc2.weight",
+            "head_6.weight"
+        ]
+    );
+}

@@ -22,6 +22,8 @@ pub struct Block {
     pub repeat: Option<Sp<u64>>,
     /// The name of the repeat's index in expressions (`index:`, default `i`).
     pub index: Option<String>,
+    /// Each copy's path segment, from `copy_name` (default: the index itself).
+    pub copy_names: Option<Vec<String>>,
     /// How the block's input joins its output: `add` (`true`) or `concat`.
     pub residual: Option<Merge>,
     /// Whether it adds its name as a path segment (`scope: false` does not).
@@ -98,6 +100,7 @@ impl Block {
             return None;
         };
         let index_name = index.clone().unwrap_or_else(|| "i".to_string());
+        let copy_names = copy_names(f, l, repeat.as_ref(), &index_name);
         // Children that read the index are stamped once per copy, the index bound.
         let copies = match &repeat {
             Some(r) if crate::spec::expr::mentions(node, &index_name) => {
@@ -167,11 +170,102 @@ impl Block {
             parallel: merge,
             repeat,
             index,
+            copy_names,
             residual,
             scope,
             causal,
         })
     }
+}
+
+/// The path segment of each copy from `copy_name` (`encoder_layer_${i}`, as torchvision's
+/// ViT names its layers), checked to be one segment and different per copy.
+fn copy_names(
+    f: &mut Fields<'_>,
+    l: &Lower<'_>,
+    repeat: Option<&Sp<u64>>,
+    index: &str,
+) -> Option<Vec<String>> {
+    let node = f.node("copy_name")?;
+    let Some(r) = repeat else {
+        f.diags.push(
+            Diagnostic::error(
+                diag::INVALID_VALUE,
+                node.span,
+                "`copy_name` names the copies of a `repeat`",
+            )
+            .label("no `repeat` here")
+            .help("add `repeat: N`, or name the block with `name`"),
+        );
+        return None;
+    };
+    if !matches!(node.value, Value::Str(_)) {
+        f.diags.push(crate::spec::fields::wrong_type(
+            node,
+            "copy_name",
+            "a string",
+            "layer_${i}",
+        ));
+        return None;
+    }
+    if !crate::spec::expr::mentions(node, index) {
+        f.diags.push(
+            Diagnostic::error(
+                diag::INVALID_VALUE,
+                node.span,
+                format!(
+                    "`copy_name` must read the index `{index}`, or every copy has the same name"
+                ),
+            )
+            .label("the same for every copy")
+            .help(format!("write it as `layer_${{{index}}}`")),
+        );
+        return None;
+    }
+    let mut names = Vec::with_capacity(r.value as usize);
+    for k in 0..r.value {
+        let mut scope = l.scope.clone();
+        scope.bound.retain(|(b, _)| b != index);
+        scope
+            .bound
+            .push((index.to_string(), crate::spec::expr::Val::Int(k as i128)));
+        let mut copy = node.clone();
+        crate::spec::expr::substitute(&mut copy, l.vars, &scope, f.diags);
+        let name = match copy.value {
+            Value::Str(s) => s,
+            Value::Int(i) => i.to_string(),
+            _ => return None,
+        };
+        if name.is_empty() || name.contains(['.', '/']) || name.contains("${") {
+            f.diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    node.span,
+                    "a `copy_name` is one path segment",
+                )
+                .label(format!("copy {k} is named `{name}`"))
+                .help("write a plain name such as `layer_${i}`; nesting comes from `sequential`"),
+            );
+            return None;
+        }
+        if let Some(first) = names.iter().position(|n| *n == name) {
+            f.diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    node.span,
+                    "a `copy_name` must differ from copy to copy",
+                )
+                .label(format!("copies {first} and {k} are both `{name}`"))
+                .help("use the index as it is, e.g. `layer_${i}`"),
+            );
+            return None;
+        }
+        if f.diags.is_full() {
+            return None;
+        }
+        names.push(name);
+    }
+    Some(names)
 }
 
 /// Layers in a list of layers, blocks' children included (before any repeat).

@@ -269,7 +269,10 @@ impl Walker<'_> {
         for r in 0..copies.unwrap_or(1) {
             let mut p = base.clone();
             if copies.is_some() {
-                p.push(r.to_string());
+                p.push(match &block.copy_names {
+                    Some(names) => names[r as usize].clone(),
+                    None => r.to_string(),
+                });
             }
             let path = self.spec.layout.join(&p);
             let problems = self.diags.len();

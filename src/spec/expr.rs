@@ -721,91 +721,46 @@ pub struct Scope {
 pub fn substitute(node: &mut Node, vars: &Vars, scope: &Scope, diags: &mut Diags) {
     match &mut node.value {
         Value::Str(s) => {
-            let Some(text) = expression_text(s).map(str::to_string) else {
-                return;
-            };
-            let span = node.span;
-            let expr = match Expr::parse(&text) {
-                Ok(e) => e,
-                Err(e) => {
-                    report(span, &e, diags);
-                    diags.poison(span);
-                    return;
-                }
-            };
-            // Names that are neither bound nor deferred are unknown: say so here.
-            let mut deferred = false;
-            for (n, _) in expr.free_vars() {
-                if scope.bound.iter().any(|(b, _)| *b == n) || vars.has(&n) {
-                    continue;
-                }
-                if scope.deferred.contains(&n) {
-                    deferred = true;
-                    continue;
-                }
-                let names: Vec<&str> = vars
-                    .names()
-                    .chain(scope.bound.iter().map(|(b, _)| b.as_str()))
-                    .chain(scope.deferred.iter().map(String::as_str))
-                    .collect();
-                let mut d = Diagnostic::error(
-                    diag::UNKNOWN_VARIABLE,
-                    span,
-                    format!("unknown variable `{n}` in `${{{text}}}`"),
-                )
-                .label("in this expression");
-                d = match did_you_mean(&n, names.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None if names.is_empty() => d.help("define it under `vars:`"),
-                    None => {
-                        let mut names = names;
-                        names.sort();
-                        names.dedup();
-                        d.help(format!("names here: {}", names.join(", ")))
-                    }
-                };
-                diags.push(d);
-                diags.poison(span);
+            if !s.contains("${") {
                 return;
             }
-            if deferred {
-                // Compute what is known now; what is left reads only deferred names.
-                let mut known = Vec::new();
-                for (n, _) in expr.free_vars() {
-                    let v = match scope.bound.iter().find(|(b, _)| *b == n) {
-                        Some((_, v)) => Some(v.clone()),
-                        None if vars.has(&n) => vars.get(&n, diags),
-                        None => continue,
-                    };
-                    match v {
-                        Some(v) => known.push((n, v)),
+            let span = node.span;
+            if let Some(text) = expression_text(s).filter(|t| !t.contains('}')) {
+                // Exactly one expression: its value, typed (a number stays a number).
+                match resolve(text, span, vars, scope, diags) {
+                    Some(Resolved::Value(v)) => node.value = v.to_value(),
+                    Some(Resolved::Deferred(r)) => node.value = Value::Str(format!("${{{r}}}")),
+                    None => diags.poison(span),
+                }
+                return;
+            }
+            // A template: text with `${…}` inside (`encoder_layer_${i}`) stays text.
+            let Some(parts) = template_parts(s) else {
+                let mut e = err(0, "`${` without its closing `}`");
+                e.help = Some("write `${expression}`".into());
+                report(span, &e, diags);
+                diags.poison(span);
+                return;
+            };
+            let mut out = String::new();
+            for part in parts {
+                match part {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Expr(text) => match resolve(text, span, vars, scope, diags) {
+                        Some(Resolved::Value(v)) => out.push_str(&template_text(&v)),
+                        Some(Resolved::Deferred(r)) => {
+                            out.push_str("${");
+                            out.push_str(&r);
+                            out.push('}');
+                        }
                         None => {
                             diags.poison(span);
                             return;
                         }
-                    }
+                    },
                 }
-                node.value = Value::Str(format!(
-                    "${{{}}}",
-                    expr.render(&|n| known.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
-                ));
-                return;
             }
-            let bound = scope.bound.clone();
-            let v = evaluate(
-                &text,
-                span,
-                &|n| vars.has(n) || bound.iter().any(|(b, _)| b == n),
-                &|n, d| match bound.iter().find(|(b, _)| b == n) {
-                    Some((_, v)) => Some(v.clone()),
-                    None => vars.get(n, d),
-                },
-                diags,
-            );
-            match v {
-                Some(v) => node.value = v.to_value(),
-                None => diags.poison(span),
-            }
+            node.value = Value::Str(out);
         }
         Value::Seq(items) => {
             for i in items {
@@ -828,7 +783,9 @@ pub fn substitute(node: &mut Node, vars: &Vars, scope: &Scope, diags: &mut Diags
                 .unwrap_or_else(|| "i".to_string());
             for e in entries.iter_mut() {
                 let mut inner = scope.clone();
-                if is_repeat && e.key == "layers" {
+                // `copy_name` reads the index even where `repeat` is missing: that error
+                // is the block's to say.
+                if (is_repeat && e.key == "layers") || e.key == "copy_name" {
                     inner.bound.retain(|(b, _)| *b != index);
                     inner.deferred.push(index.clone());
                 }
@@ -844,12 +801,139 @@ pub fn substitute(node: &mut Node, vars: &Vars, scope: &Scope, diags: &mut Diags
     }
 }
 
+/// What one `${…}` comes to where it is written.
+enum Resolved {
+    /// Its value.
+    Value(Val),
+    /// It reads a deferred name: the expression with what is known filled in.
+    Deferred(String),
+}
+
+/// Resolves the expression `text` (written at `span`) in `scope`; `None` after an error
+/// reported there.
+fn resolve(
+    text: &str,
+    span: Span,
+    vars: &Vars,
+    scope: &Scope,
+    diags: &mut Diags,
+) -> Option<Resolved> {
+    let expr = match Expr::parse(text) {
+        Ok(e) => e,
+        Err(e) => {
+            report(span, &e, diags);
+            return None;
+        }
+    };
+    // Names that are neither bound nor deferred are unknown: say so here.
+    let mut deferred = false;
+    for (n, _) in expr.free_vars() {
+        if scope.bound.iter().any(|(b, _)| *b == n) || vars.has(&n) {
+            continue;
+        }
+        if scope.deferred.contains(&n) {
+            deferred = true;
+            continue;
+        }
+        let names: Vec<&str> = vars
+            .names()
+            .chain(scope.bound.iter().map(|(b, _)| b.as_str()))
+            .chain(scope.deferred.iter().map(String::as_str))
+            .collect();
+        let mut d = Diagnostic::error(
+            diag::UNKNOWN_VARIABLE,
+            span,
+            format!("unknown variable `{n}` in `${{{text}}}`"),
+        )
+        .label("in this expression");
+        d = match did_you_mean(&n, names.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if names.is_empty() => d.help("define it under `vars:`"),
+            None => {
+                let mut names = names;
+                names.sort();
+                names.dedup();
+                d.help(format!("names here: {}", names.join(", ")))
+            }
+        };
+        diags.push(d);
+        return None;
+    }
+    if deferred {
+        // Compute what is known now; what is left reads only deferred names.
+        let mut known = Vec::new();
+        for (n, _) in expr.free_vars() {
+            let v = match scope.bound.iter().find(|(b, _)| *b == n) {
+                Some((_, v)) => Some(v.clone()),
+                None if vars.has(&n) => vars.get(&n, diags),
+                None => continue,
+            };
+            known.push((n, v?));
+        }
+        return Some(Resolved::Deferred(expr.render(&|n| {
+            known.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        })));
+    }
+    let bound = scope.bound.clone();
+    evaluate(
+        text,
+        span,
+        &|n| vars.has(n) || bound.iter().any(|(b, _)| b == n),
+        &|n, d| match bound.iter().find(|(b, _)| b == n) {
+            Some((_, v)) => Some(v.clone()),
+            None => vars.get(n, d),
+        },
+        diags,
+    )
+    .map(Resolved::Value)
+}
+
+/// A piece of a template string.
+enum Part<'a> {
+    Text(&'a str),
+    /// The text inside one `${…}`.
+    Expr(&'a str),
+}
+
+/// Splits `s` into text and `${…}` pieces; `None` when a `${` is not closed.
+fn template_parts(s: &str) -> Option<Vec<Part<'_>>> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("${") {
+        if at > 0 {
+            parts.push(Part::Text(&rest[..at]));
+        }
+        let close = rest[at + 2..].find('}')? + at + 2;
+        parts.push(Part::Expr(&rest[at + 2..close]));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest));
+    }
+    Some(parts)
+}
+
+/// A value as it reads inside a template: whole numbers without a fraction, text bare.
+fn template_text(v: &Val) -> String {
+    match v.to_value() {
+        Value::Int(i) => i.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Str(s) => s,
+        _ => v.to_string(),
+    }
+}
+
 /// Whether any `${…}` left in `node` reads `name`.
 pub fn mentions(node: &Node, name: &str) -> bool {
     match &node.value {
-        Value::Str(s) => expression_text(s)
-            .and_then(|t| Expr::parse(t).ok())
-            .is_some_and(|e| e.free_vars().iter().any(|(n, _)| n == name)),
+        Value::Str(s) => template_parts(s).is_some_and(|parts| {
+            parts.iter().any(|p| match p {
+                Part::Expr(t) => {
+                    Expr::parse(t).is_ok_and(|e| e.free_vars().iter().any(|(n, _)| n == name))
+                }
+                Part::Text(_) => false,
+            })
+        }),
         Value::Seq(items) => items.iter().any(|i| mentions(i, name)),
         Value::Map(entries) => entries.iter().any(|e| mentions(&e.value, name)),
         _ => false,
