@@ -271,7 +271,8 @@ codes! {
          gru, rnn, multi_head_attention, max_pool1d, max_pool2d, max_pool3d, avg_pool1d, \
          avg_pool2d, avg_pool3d, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, \
          adaptive_max_pool2d, global_avg_pool1d, global_avg_pool2d, global_avg_pool3d, \
-         global_max_pool1d, global_max_pool2d, upsample, permute, reshape, flatten, activation, \
+         global_max_pool1d, global_max_pool2d, upsample, permute, reshape, zero_padding1d, zero_padding2d, \
+         zero_padding3d, flatten, activation, \
          dropout, parameter, sequential, parallel. docs/format.md describes each; the help line \
          names the nearest one.";
     UNKNOWN_INITIALIZER = "unknown-initializer", "an initializer name that specc does not know",

@@ -40,7 +40,7 @@ pub use parameter::Parameter;
 pub use pointwise::{Dropout, Prelu};
 pub use pool::{AdaptivePool, GlobalPool, Pool, PoolOp};
 pub use recurrent::{Cell, Recurrent};
-pub use shape::{Flatten, Permute, Reshape, Upsample};
+pub use shape::{Flatten, Permute, Reshape, Upsample, ZeroPad};
 
 use crate::model::{LayerClass, Layout, Signal};
 use crate::spec::Fields;
@@ -244,7 +244,7 @@ pub const LAYERS: &[LayerType] = &[
         keras: "lstm",
         only: None,
         summary: "nn.LSTM / LSTM (stacked, bidirectional)",
-        lower: |f, _| Some(Kind::Recurrent(Recurrent::lower(f, Cell::Lstm)?)),
+        lower: |f, l| Some(Kind::Recurrent(Recurrent::lower(f, l.layout, Cell::Lstm)?)),
     },
     LayerType {
         name: "gru",
@@ -252,7 +252,7 @@ pub const LAYERS: &[LayerType] = &[
         keras: "gru",
         only: None,
         summary: "nn.GRU / GRU",
-        lower: |f, _| Some(Kind::Recurrent(Recurrent::lower(f, Cell::Gru)?)),
+        lower: |f, l| Some(Kind::Recurrent(Recurrent::lower(f, l.layout, Cell::Gru)?)),
     },
     LayerType {
         name: "rnn",
@@ -260,7 +260,7 @@ pub const LAYERS: &[LayerType] = &[
         keras: "simple_rnn",
         only: None,
         summary: "nn.RNN / SimpleRNN (tanh or relu)",
-        lower: |f, _| Some(Kind::Recurrent(Recurrent::lower(f, Cell::Rnn)?)),
+        lower: |f, l| Some(Kind::Recurrent(Recurrent::lower(f, l.layout, Cell::Rnn)?)),
     },
     LayerType {
         name: "multi_head_attention",
@@ -415,6 +415,30 @@ pub const LAYERS: &[LayerType] = &[
         lower: |f, _| Some(Kind::Reshape(Reshape::lower(f)?)),
     },
     LayerType {
+        name: "zero_padding1d",
+        roles: NONE,
+        keras: "zero_padding1d",
+        only: None,
+        summary: "nn.ZeroPad1d / ZeroPadding1D (zeros around the spatial axes)",
+        lower: |f, _| Some(Kind::ZeroPad(ZeroPad::lower(f, 1)?)),
+    },
+    LayerType {
+        name: "zero_padding2d",
+        roles: NONE,
+        keras: "zero_padding2d",
+        only: None,
+        summary: "nn.ZeroPad2d / ZeroPadding2D (zeros around the spatial axes)",
+        lower: |f, _| Some(Kind::ZeroPad(ZeroPad::lower(f, 2)?)),
+    },
+    LayerType {
+        name: "zero_padding3d",
+        roles: NONE,
+        keras: "zero_padding3d",
+        only: None,
+        summary: "nn.ZeroPad3d / ZeroPadding3D (zeros around the spatial axes)",
+        lower: |f, _| Some(Kind::ZeroPad(ZeroPad::lower(f, 3)?)),
+    },
+    LayerType {
         name: "flatten",
         roles: NONE,
         keras: "flatten",
@@ -542,6 +566,8 @@ pub enum Kind {
     Reshape(Reshape),
     /// `flatten`.
     Flatten(Flatten),
+    /// `zero_padding1d/2d/3d`.
+    ZeroPad(ZeroPad),
     /// `activation`.
     Activation(Activation),
     /// `dropout`.
@@ -581,6 +607,7 @@ impl Kind {
             | Kind::Permute(_)
             | Kind::Reshape(_)
             | Kind::Flatten(_)
+            | Kind::ZeroPad(_)
             | Kind::Dropout(_)
             | Kind::Block(_)
             | Kind::Invalid => LayerClass::Shape,
@@ -621,6 +648,7 @@ impl Kind {
             | Kind::Permute(_)
             | Kind::Reshape(_)
             | Kind::Flatten(_)
+            | Kind::ZeroPad(_)
             | Kind::Dropout(_)
             | Kind::Block(_)
             | Kind::Invalid => Signal::Pass,
@@ -653,6 +681,7 @@ impl Kind {
             | Kind::Permute(_)
             | Kind::Reshape(_)
             | Kind::Flatten(_)
+            | Kind::ZeroPad(_)
             | Kind::Dropout(_)
             | Kind::Parameter(_)
             | Kind::Block(_)
@@ -694,6 +723,7 @@ impl Kind {
             Kind::Permute(l) => l.resolve(input, cx),
             Kind::Reshape(l) => l.resolve(input, cx),
             Kind::Flatten(l) => l.resolve(input, cx),
+            Kind::ZeroPad(l) => l.resolve(input, cx),
             Kind::Parameter(l) => l.resolve(input, cx),
             Kind::Activation(_) | Kind::Dropout(_) => input.clone(),
             Kind::Block(_) | Kind::Invalid => Act::poisoned(),

@@ -53,15 +53,19 @@ pub struct Recurrent {
     pub use_bias: bool,
     /// A simple RNN's nonlinearity (tanh or relu).
     pub nonlinearity: Activation,
+    /// Whether it outputs every step (`[T, H]`) or the last only (`[H]`): Keras'
+    /// `return_sequences` (default false); torch modules return the sequence (true).
+    pub return_sequences: bool,
 }
 
 impl Recurrent {
-    pub(super) fn lower(f: &mut Fields<'_>, cell: Cell) -> Option<Recurrent> {
+    pub(super) fn lower(f: &mut Fields<'_>, layout: Layout, cell: Cell) -> Option<Recurrent> {
         let units = f.req_size("units", "128");
         let input_size = f.size("input_size").map(|s| s.value);
         let num_layers = f.size("num_layers").map_or(1, |s| s.value);
         let bidirectional = f.bool("bidirectional", false);
         let use_bias = f.bool("use_bias", true);
+        let return_sequences = f.bool("return_sequences", layout == Layout::Pytorch);
         let nonlinearity = if cell == Cell::Rnn {
             // torch's `nonlinearity`, Keras' `activation`: tanh or relu.
             match f.choice("nonlinearity", &["tanh", "relu"]).map(|s| s.value) {
@@ -79,6 +83,7 @@ impl Recurrent {
             bidirectional,
             use_bias,
             nonlinearity,
+            return_sequences,
         })
     }
 
@@ -94,7 +99,11 @@ impl Recurrent {
             cx.error(overflow(cx.layer.type_span, "`units` times directions"));
             return Act::unknown();
         };
-        let out = input.with_last(out_features);
+        let mut out = input.with_last(out_features);
+        if !self.return_sequences && out.dims.len() >= 2 {
+            // The last step only: the time axis goes.
+            out.dims.remove(out.dims.len() - 2);
+        }
         let Some(input_size) = self.input_size.or(input.last()) else {
             cx.missing_input("input_size", input);
             return out;

@@ -347,3 +347,113 @@ impl Upsample {
         }
     }
 }
+
+/// `zero_padding1d/2d/3d`: zeros around the spatial axes (Keras' ZeroPadding*D, torch's
+/// nn.ZeroPad*d). `padding` is one number for every side, one per axis (both sides), or
+/// `[before, after]` per axis, axes in the stream's order (H then W): torch's
+/// `ZeroPad2d((left, right, top, bottom))` is `padding: [[top, bottom], [left, right]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZeroPad {
+    /// Zeros before and after, per spatial axis.
+    pub padding: Vec<(u64, u64)>,
+}
+
+impl ZeroPad {
+    pub(super) fn lower(f: &mut Fields<'_>, rank: usize) -> Option<ZeroPad> {
+        let example = match rank {
+            1 => "[1, 2]",
+            2 => "[[0, 1], [0, 1]]",
+            _ => "[1, 1, 1]",
+        };
+        let Some(n) = f.node("padding") else {
+            // Keras' default: one on every side.
+            return Some(ZeroPad {
+                padding: vec![(1, 1); rank],
+            });
+        };
+        let bad = |f: &mut Fields<'_>, n: &Node| {
+            f.diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    n.span,
+                    format!(
+                        "`padding` is a number, {rank} numbers (one per axis), or {rank} \
+                         [before, after] pairs"
+                    ),
+                )
+                .label("not a padding")
+                .help(format!("e.g. `padding: {example}`")),
+            );
+        };
+        let size = |n: &Node| match n.value {
+            Value::Int(x) if x >= 0 && x <= u32::MAX as i128 => Some(x as u64),
+            _ => None,
+        };
+        let padding = match &n.value {
+            Value::Int(_) => size(n).map(|p| vec![(p, p); rank]),
+            // Keras 1-D: (before, after) of its one axis.
+            Value::Seq(items)
+                if rank == 1 && items.len() == 2 && items.iter().all(|i| size(i).is_some()) =>
+            {
+                Some(vec![(size(&items[0])?, size(&items[1])?)])
+            }
+            Value::Seq(items) if items.len() == rank => items
+                .iter()
+                .map(|i| match &i.value {
+                    Value::Seq(p) if p.len() == 2 => Some((size(&p[0])?, size(&p[1])?)),
+                    _ => size(i).map(|p| (p, p)),
+                })
+                .collect(),
+            _ => None,
+        };
+        match padding {
+            Some(padding) => Some(ZeroPad { padding }),
+            None => {
+                bad(f, n);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn resolve(&self, input: &Act, cx: &mut Cx<'_>) -> Act {
+        let rank = self.padding.len();
+        if input.open || input.dims.len() != rank + 1 {
+            if !input.open && !input.poisoned {
+                cx.error(
+                    Diagnostic::error(
+                        diag::SHAPE_MISMATCH,
+                        cx.layer.type_span,
+                        format!(
+                            "a {rank}-D zero padding needs an input of {} axes, not {}",
+                            rank + 1,
+                            input.show()
+                        ),
+                    )
+                    .label("here")
+                    .help("use the padding of the stream's rank (zero_padding1d/2d/3d)"),
+                );
+                return Act::poisoned();
+            }
+            return Act {
+                poisoned: input.poisoned,
+                ..Act::unknown()
+            };
+        }
+        let (spatial, chan) = match cx.layout {
+            crate::model::Layout::Pytorch => (&input.dims[1..], input.dims[0]),
+            crate::model::Layout::Keras => (&input.dims[..rank], input.dims[rank]),
+        };
+        let out = spatial
+            .iter()
+            .zip(&self.padding)
+            .map(|(d, (a, b))| d.map(|d| d + a + b))
+            .collect();
+        match chan {
+            Some(c) => super::conv::join_image(cx.layout, c, out, input.poisoned),
+            None => Act {
+                poisoned: input.poisoned,
+                ..Act::unknown()
+            },
+        }
+    }
+}

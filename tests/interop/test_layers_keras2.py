@@ -185,6 +185,33 @@ def test_shape_only_layers_give_keras_output_shapes():
     assert tuple(model.output.shape) == (None, 3)
 
 
+@pytest.mark.parametrize(
+    "input,layers,make",
+    [
+        ([7, 7, 3], [{"type": "zero_padding2d", "padding": [[0, 1], [0, 1]]}], lambda: L.ZeroPadding2D(((0, 1), (0, 1)))),
+        ([7, 7, 3], [{"type": "zero_padding2d"}], lambda: L.ZeroPadding2D()),
+        ([7, 5, 3], [{"type": "zero_padding2d", "padding": [2, 1]}], lambda: L.ZeroPadding2D((2, 1))),
+        ([7, 3], [{"type": "zero_padding1d", "padding": [1, 3]}], lambda: L.ZeroPadding1D((1, 3))),
+        ([4, 5, 6, 2], [{"type": "zero_padding3d", "padding": [[1, 0], [0, 2], [1, 1]]}], lambda: L.ZeroPadding3D(((1, 0), (0, 2), (1, 1)))),
+        ([6, 4], [{"type": "lstm", "units": 3}], lambda: L.LSTM(3)),
+        ([6, 4], [{"type": "gru", "units": 3, "return_sequences": True}], lambda: L.GRU(3, return_sequences=True)),
+        ([6, 4], [{"type": "rnn", "units": 3, "bidirectional": True}], lambda: L.Bidirectional(L.SimpleRNN(3))),
+    ],
+    ids=["pad2d_pairs", "pad2d_default", "pad2d_per_axis", "pad1d", "pad3d", "lstm_last", "gru_sequence", "birnn_last"],
+)
+def test_padding_and_return_sequences_give_keras_shapes(tmp_path, input, layers, make):
+    # A flatten and a dense after the layer: the dense kernel's rows are the layer's
+    # output size, as Keras builds it.
+    keras.backend.clear_session()
+    inp = keras.Input(tuple(input))
+    out = L.Dense(2, name="probe")(L.Flatten()(make()(inp)))
+    want = tuple(keras.Model(inp, out).get_layer("probe").kernel.shape)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(json.dumps({"name": "t", "layout": "keras", "input": input, "layers": layers + [{"type": "flatten"}, {"name": "probe", "type": "dense", "units": 2}]}))
+    got = {t["name"]: tuple(t["shape"]) for t in summary(spec)["tensors"]}
+    assert got["probe/kernel"] == want
+
+
 # 2. loading
 
 

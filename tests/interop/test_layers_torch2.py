@@ -387,6 +387,15 @@ SHAPE_CASES = [
     ("permute", [3, 5, 7], [L(type="permute", dims=[2, 0, 1])], lambda: (lambda x: x.permute(0, 3, 1, 2))),
     ("reshape", [3, 4, 5], [L(type="reshape", shape=[6, -1])], lambda: (lambda x: x.reshape(x.shape[0], 6, -1))),
     ("flatten", [3, 4, 5], [L(type="flatten")], lambda: nn.Flatten()),
+    ("zero_padding1d", [3, 7], [L(type="zero_padding1d", padding=[1, 2])], lambda: nn.ZeroPad1d((1, 2))),
+    ("zero_padding2d_default", [3, 4, 5], [L(type="zero_padding2d")], lambda: nn.ZeroPad2d(1)),
+    # torch's (left, right, top, bottom) is per axis in the stream's order: [[top, bottom], [left, right]]
+    ("zero_padding2d_pairs", [3, 4, 5], [L(type="zero_padding2d", padding=[[0, 1], [2, 3]])], lambda: nn.ZeroPad2d((2, 3, 0, 1))),
+    ("zero_padding2d_per_axis", [3, 4, 5], [L(type="zero_padding2d", padding=[1, 2])], lambda: nn.ZeroPad2d((2, 2, 1, 1))),
+    ("zero_padding3d", [2, 3, 4, 5], [L(type="zero_padding3d", padding=2)], lambda: nn.ZeroPad3d(2)),
+    # nn.LSTM returns the sequence (return_sequences true); false keeps the last step, out[:, -1]
+    ("lstm_sequence", [6, 4], [L(type="lstm", units=3, bidirectional=True)], lambda: Lambda(lambda x: nn.LSTM(4, 3, batch_first=True, bidirectional=True)(x)[0])),
+    ("lstm_last_step", [6, 4], [L(type="lstm", units=3, return_sequences=False)], lambda: Lambda(lambda x: nn.LSTM(4, 3, batch_first=True)(x)[0][:, -1])),
     (
         "chain",
         [3, 9, 10],
