@@ -15,6 +15,7 @@
 
 pub mod build;
 pub mod diag;
+pub mod import;
 pub mod init;
 pub mod inspect;
 pub mod layers;

@@ -92,6 +92,11 @@ enum Command {
         #[command(flatten)]
         levels: LevelArgs,
     },
+    /// Write a spec for a model another tool describes (`specc import hf config.json`).
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Explain an error code or a lint: what it means, why, and how to fix or allow it.
     Explain {
         /// A code or lint name, e.g. `zero-kernel` or `unknown-key`.
@@ -100,6 +105,24 @@ enum Command {
         /// List every code and lint.
         #[arg(long)]
         list: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// A spec for a Hugging Face transformers config.json, with its family's `_init_weights`
+    /// distributions and its values as the spec's `vars` (no network).
+    Hf {
+        /// The config.json.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+        /// Write the spec here (default: stdout).
+        #[arg(short, long, value_name = "SPEC")]
+        output: Option<PathBuf>,
+        /// Use this template spec instead of the family's own (any `model_type`): its
+        /// `vars` lines take the config's values of the same names.
+        #[arg(long, value_name = "TEMPLATE")]
+        template: Option<PathBuf>,
     },
 }
 
@@ -181,6 +204,14 @@ fn main() -> ExitCode {
             levels,
         } => summary(&spec, format, &levels),
         Command::Explain { name, list } => explain(name.as_deref(), list),
+        Command::Import {
+            source:
+                ImportSource::Hf {
+                    config,
+                    output,
+                    template,
+                },
+        } => import_hf(&config, output.as_deref(), template.as_deref()),
         Command::Build {
             spec,
             output,
@@ -395,6 +426,72 @@ fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
     };
     stdout(&out);
     code
+}
+
+/// `specc import hf`: 0 written, 1 the config cannot be imported (or the spec it gives has
+/// errors), 2 it cannot be read or the spec cannot be written.
+fn import_hf(config: &Path, output: Option<&Path>, template: Option<&Path>) -> u8 {
+    let template_path = template;
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| {
+            eprintln!("error: cannot read `{}`: {e}", p.display());
+            2u8
+        })
+    };
+    let text = match read(config) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let template = match template.map(read).transpose() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let imported =
+        match specc::import::hf(&text, &config.display().to_string(), template.as_deref()) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: {}: {e}", config.display());
+                return 1;
+            }
+        };
+    // The spec must hold: a config whose values do not fit together is reported here.
+    let name = format!("{} (imported)", config.display());
+    let src = SourceFile::new(&name, imported.text.clone());
+    let checked = specc::check(&src);
+    if specc::diag::has_errors(&checked.diagnostics) {
+        print_human(&src, &checked.diagnostics);
+        eprintln!("{name}: the config's values give a spec with errors; nothing written");
+        return 1;
+    }
+    match output {
+        None => {
+            stdout(&imported.text);
+            0
+        }
+        Some(out) => match specc::output::write_text(
+            out,
+            &imported.text,
+            &[Some(config), template_path]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        ) {
+            Ok(()) => {
+                eprintln!(
+                    "wrote {} ({} from {}, {} vars from the config)",
+                    out.display(),
+                    imported.model_type,
+                    config.display(),
+                    imported.from_config.len()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+    }
 }
 
 fn explain(name: Option<&str>, list: bool) -> u8 {

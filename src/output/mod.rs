@@ -134,7 +134,7 @@ impl fmt::Display for Error {
             }
             Error::OutputIsInput { path } => write!(
                 f,
-                "refusing to write `{}`: it is the spec being built; choose another output path",
+                "refusing to write `{}`: it is this command's input; choose another output path",
                 path.display()
             ),
             Error::NotAFile { path, kind } if *kind == "a directory" => write!(
@@ -504,6 +504,24 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("`{s}` is not a usable shard size"));
     }
     Ok(v as u64)
+}
+
+/// Writes `text` to `path` as a build writes a file: whole or not at all (a temporary file
+/// renamed into place), never over one of `inputs`, a directory, a device or a dangling link.
+pub fn write_text(path: &Path, text: &str, inputs: &[&Path]) -> Result<(), Error> {
+    use std::io::Write as _;
+    let protect: Vec<FileId> = inputs.iter().filter_map(|p| FileId::of(p)).collect();
+    let dest = target::resolve(path, &protect)?;
+    let dir = target::parent_dir(&dest);
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let temp = atomic::Temp::create(&dir).map_err(io)?;
+    let mut f = temp.file();
+    f.write_all(text.as_bytes()).map_err(io)?;
+    atomic::commit(&dir, vec![(temp, dest)], Durability::Written, &Vec::new).map_err(io)?;
+    Ok(())
 }
 
 #[cfg(test)]

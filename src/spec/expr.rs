@@ -23,6 +23,10 @@ pub enum Val {
     Float(f64),
     /// Text (a string variable).
     Str(String),
+    /// `true` or `false` (a config's flag, a comparison).
+    Bool(bool),
+    /// `null` (`None`): a config's unset value; a field given it is as if not written.
+    Null,
 }
 
 impl fmt::Display for Val {
@@ -31,6 +35,8 @@ impl fmt::Display for Val {
             Val::Int(i) => write!(f, "{i}"),
             Val::Float(x) => write!(f, "{x}"),
             Val::Str(s) => write!(f, "{s:?}"),
+            Val::Bool(b) => write!(f, "{b}"),
+            Val::Null => write!(f, "null"),
         }
     }
 }
@@ -40,7 +46,10 @@ impl Val {
         match self {
             Val::Int(i) => Ok(*i as f64),
             Val::Float(x) => Ok(*x),
+            // As in Python, a flag counts as 1 or 0.
+            Val::Bool(b) => Ok(f64::from(u8::from(*b))),
             Val::Str(s) => Err(format!("{s:?} is text, not a number")),
+            Val::Null => Err("null is not a number".to_string()),
         }
     }
 
@@ -53,6 +62,19 @@ impl Val {
             }
             Val::Float(x) => Value::Float(*x),
             Val::Str(s) => Value::Str(s.clone()),
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Null => Value::Null,
+        }
+    }
+
+    /// Python's truth of a value: nonzero numbers, non-empty text.
+    fn truth(&self) -> bool {
+        match self {
+            Val::Int(i) => *i != 0,
+            Val::Float(x) => *x != 0.0,
+            Val::Str(s) => !s.is_empty(),
+            Val::Bool(b) => *b,
+            Val::Null => false,
         }
     }
 }
@@ -67,6 +89,12 @@ enum Ast {
     Neg(Box<Ast>),
     Bin(char, Box<Ast>, Box<Ast>),
     Call(String, Vec<Ast>, usize),
+    /// A comparison: `==`, `!=`, `<`, `<=`, `>`, `>=`.
+    Cmp(&'static str, Box<Ast>, Box<Ast>),
+    /// `and`, `or` (Python's: the deciding operand), `not`.
+    Logic(&'static str, Vec<Ast>),
+    /// `then if cond else otherwise`.
+    If(Box<Ast>, Box<Ast>, Box<Ast>),
 }
 
 /// A parsed expression and its free variables.
@@ -143,6 +171,15 @@ fn lex(s: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             ));
             continue;
         }
+        if c == b'\'' || c == b'"' {
+            // A text literal: 'LlamaModel' (no escapes; the other quote may appear inside).
+            let Some(len) = s[i + 1..].find(c as char) else {
+                return Err(err(start, "the text has no closing quote"));
+            };
+            out.push((Tok::Num(Val::Str(s[i + 1..i + 1 + len].to_string())), start));
+            i += len + 2;
+            continue;
+        }
         if c.is_ascii_alphabetic() || c == b'_' {
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                 i += 1;
@@ -154,6 +191,12 @@ fn lex(s: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
         let op: &'static str = match (two, c) {
             (Some("//"), _) => "//",
             (Some("**"), _) => "**",
+            (Some("=="), _) => "==",
+            (Some("!="), _) => "!=",
+            (Some("<="), _) => "<=",
+            (Some(">="), _) => ">=",
+            (_, b'<') => "<",
+            (_, b'>') => ">",
             (_, b'+') => "+",
             (_, b'-') => "-",
             (_, b'*') => "*",
@@ -203,8 +246,75 @@ impl Parser {
         false
     }
 
-    /// expr := term (('+' | '-') term)*
+    fn keyword(&mut self, k: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Name(n)) if n == k) {
+            self.pos += 1;
+            return true;
+        }
+        false
+    }
+
+    /// expr := or ('if' or 'else' expr)?
     fn expr(&mut self) -> Result<Ast, ExprError> {
+        let then = self.or()?;
+        if self.keyword("if") {
+            let cond = self.or()?;
+            if !self.keyword("else") {
+                return Err(err(self.at(), "expected `else` after `… if condition`"));
+            }
+            let otherwise = self.expr()?;
+            return Ok(Ast::If(Box::new(then), Box::new(cond), Box::new(otherwise)));
+        }
+        Ok(then)
+    }
+
+    /// or := and ('or' and)*
+    fn or(&mut self) -> Result<Ast, ExprError> {
+        let mut v = vec![self.and()?];
+        while self.keyword("or") {
+            v.push(self.and()?);
+        }
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Ast::Logic("or", v)
+        })
+    }
+
+    /// and := not ('and' not)*
+    fn and(&mut self) -> Result<Ast, ExprError> {
+        let mut v = vec![self.not()?];
+        while self.keyword("and") {
+            v.push(self.not()?);
+        }
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Ast::Logic("and", v)
+        })
+    }
+
+    /// not := 'not' not | cmp
+    fn not(&mut self) -> Result<Ast, ExprError> {
+        if self.keyword("not") {
+            return Ok(Ast::Logic("not", vec![self.not()?]));
+        }
+        self.cmp()
+    }
+
+    /// cmp := sum (('==' | '!=' | '<' | '<=' | '>' | '>=') sum)?
+    fn cmp(&mut self) -> Result<Ast, ExprError> {
+        let lhs = self.sum()?;
+        if let Some(Tok::Op(op @ ("==" | "!=" | "<" | "<=" | ">" | ">="))) = self.peek() {
+            let op = *op;
+            self.pos += 1;
+            return Ok(Ast::Cmp(op, Box::new(lhs), Box::new(self.sum()?)));
+        }
+        Ok(lhs)
+    }
+
+    /// sum := term (('+' | '-') term)*
+    fn sum(&mut self) -> Result<Ast, ExprError> {
         let mut lhs = self.term()?;
         while let Some(Tok::Op(op @ ("+" | "-"))) = self.peek() {
             let op = op.chars().next().unwrap_or('+');
@@ -262,6 +372,21 @@ impl Parser {
             Some((Tok::Num(v), _)) => {
                 self.pos += 1;
                 Ok(Ast::Num(v))
+            }
+            Some((Tok::Name(n), _))
+                if matches!(n.as_str(), "true" | "True" | "false" | "False") =>
+            {
+                self.pos += 1;
+                Ok(Ast::Num(Val::Bool(n.eq_ignore_ascii_case("true"))))
+            }
+            Some((Tok::Name(n), _)) if matches!(n.as_str(), "null" | "None") => {
+                self.pos += 1;
+                Ok(Ast::Num(Val::Null))
+            }
+            Some((Tok::Name(n), _))
+                if matches!(n.as_str(), "if" | "else" | "and" | "or" | "not") =>
+            {
+                Err(err(at, format!("unexpected `{n}`")))
             }
             Some((Tok::Name(n), _)) => {
                 self.pos += 1;
@@ -321,12 +446,33 @@ impl Expr {
         fn go(a: &Ast, value: &dyn Fn(&str) -> Option<Val>) -> String {
             match a {
                 Ast::Num(Val::Float(x)) => format!("{x:?}"),
+                Ast::Num(Val::Str(t)) if t.contains('\'') => format!("\"{t}\""),
+                Ast::Num(Val::Str(t)) => format!("'{t}'"),
                 Ast::Num(v) => v.to_string(),
                 Ast::Var(n, _) => match value(n) {
                     Some(Val::Float(x)) => format!("({x:?})"),
                     Some(Val::Int(i)) => format!("({i})"),
+                    Some(Val::Bool(b)) => b.to_string(),
+                    Some(Val::Null) => "null".to_string(),
+                    Some(Val::Str(t)) if t.contains('\'') => format!("\"{t}\""),
+                    Some(Val::Str(t)) => format!("'{t}'"),
                     _ => n.clone(),
                 },
+                Ast::Cmp(op, l, r) => format!("({} {op} {})", go(l, value), go(r, value)),
+                Ast::Logic("not", v) => format!("(not {})", go(&v[0], value)),
+                Ast::Logic(op, v) => format!(
+                    "({})",
+                    v.iter()
+                        .map(|x| go(x, value))
+                        .collect::<Vec<_>>()
+                        .join(&format!(" {op} "))
+                ),
+                Ast::If(t, c, o) => format!(
+                    "({} if {} else {})",
+                    go(t, value),
+                    go(c, value),
+                    go(o, value)
+                ),
                 Ast::Neg(x) => format!("(-{})", go(x, value)),
                 Ast::Bin(op, l, r) => {
                     let op = match op {
@@ -363,7 +509,18 @@ impl Expr {
                     walk(l, out);
                     walk(r, out);
                 }
-                Ast::Call(_, args, _) => args.iter().for_each(|x| walk(x, out)),
+                Ast::Call(_, args, _) | Ast::Logic(_, args) => {
+                    args.iter().for_each(|x| walk(x, out))
+                }
+                Ast::Cmp(_, l, r) => {
+                    walk(l, out);
+                    walk(r, out);
+                }
+                Ast::If(t, c, o) => {
+                    walk(t, out);
+                    walk(c, out);
+                    walk(o, out);
+                }
             }
         }
         let mut v = Vec::new();
@@ -386,6 +543,52 @@ impl Expr {
 fn eval(a: &Ast, var: &dyn Fn(&str) -> Option<Val>) -> Result<Val, ExprError> {
     Ok(match a {
         Ast::Num(v) => v.clone(),
+        Ast::If(then, cond, otherwise) => {
+            if eval(cond, var)?.truth() {
+                eval(then, var)?
+            } else {
+                eval(otherwise, var)?
+            }
+        }
+        Ast::Logic("not", v) => Val::Bool(!eval(&v[0], var)?.truth()),
+        Ast::Logic(op, v) => {
+            // Python's: the first operand that decides, or the last.
+            let mut last = Val::Bool(*op == "and");
+            for x in v {
+                last = eval(x, var)?;
+                if last.truth() == (*op == "or") {
+                    break;
+                }
+            }
+            last
+        }
+        Ast::Cmp(op, l, r) => {
+            let (l, r) = (eval(l, var)?, eval(r, var)?);
+            let ord = match (&l, &r) {
+                (Val::Str(a), Val::Str(b)) => a.partial_cmp(b),
+                (Val::Null, Val::Null) => Some(std::cmp::Ordering::Equal),
+                (Val::Str(_) | Val::Null, _) | (_, Val::Str(_) | Val::Null) => {
+                    if matches!(*op, "==" | "!=") {
+                        return Ok(Val::Bool(*op == "!="));
+                    }
+                    return Err(err(0, format!("cannot order {l} and {r}")));
+                }
+                (Val::Int(a), Val::Int(b)) => a.partial_cmp(b),
+                _ => {
+                    let num = |v: &Val| v.num().map_err(|m| err(0, m));
+                    num(&l)?.partial_cmp(&num(&r)?)
+                }
+            };
+            use std::cmp::Ordering::*;
+            Val::Bool(match (*op, ord) {
+                ("==", o) => o == Some(Equal),
+                ("!=", o) => o != Some(Equal),
+                ("<", o) => o == Some(Less),
+                ("<=", o) => matches!(o, Some(Less | Equal)),
+                (">", o) => o == Some(Greater),
+                (_, o) => matches!(o, Some(Greater | Equal)),
+            })
+        }
         Ast::Var(n, at) => var(n).ok_or_else(|| err(*at, format!("unknown variable `{n}`")))?,
         Ast::Neg(x) => match eval(x, var)? {
             Val::Int(i) => Val::Int(-i),
@@ -577,7 +780,11 @@ impl Vars {
                 diags.push(d);
                 continue;
             }
-            let value = if let Ok(i) = v.trim().parse::<i128>() {
+            let value = if let Ok(b) = v.trim().parse::<bool>() {
+                Value::Bool(b)
+            } else if matches!(v.trim(), "null" | "None" | "~") {
+                Value::Null
+            } else if let Ok(i) = v.trim().parse::<i128>() {
                 Value::Int(i)
             } else if let Ok(x) = v.trim().parse::<f64>() {
                 Value::Float(x)
@@ -628,6 +835,8 @@ impl Vars {
         let v = match &node.value {
             Value::Int(i) => Some(Val::Int(*i)),
             Value::Float(x) => Some(Val::Float(*x)),
+            Value::Bool(b) => Some(Val::Bool(*b)),
+            Value::Null => Some(Val::Null),
             Value::Str(s) => match expression_text(s) {
                 Some(text) => evaluate(
                     text,
@@ -642,7 +851,7 @@ impl Vars {
                 diags.push(crate::spec::fields::wrong_type(
                     node,
                     name,
-                    "a number, a string or an expression",
+                    "a number, a string, true / false or an expression",
                     "512",
                 ));
                 None
@@ -976,6 +1185,29 @@ mod tests {
         assert_eq!(ev("floor(2.7) + ceil(0.1)"), Ok(Val::Int(3)));
         assert_eq!(ev("act"), Ok(Val::Str("gelu".into())));
         assert_eq!(ev("1_000 * 2e-3"), Ok(Val::Float(2.0)));
+    }
+
+    #[test]
+    fn conditions_are_pythons() {
+        assert_eq!(ev("d > 1000 and d < 4096"), Ok(Val::Bool(true)));
+        assert_eq!(ev("not d == 2048"), Ok(Val::Bool(false)));
+        assert_eq!(
+            ev("0 or 5"),
+            Ok(Val::Int(5)),
+            "or gives the deciding operand"
+        );
+        assert_eq!(ev("3 if d != 2048 else 4"), Ok(Val::Int(4)));
+        assert_eq!(ev("1 if true else 2 if false else 3"), Ok(Val::Int(1)));
+        assert_eq!(ev("act == 'gelu'"), Ok(Val::Bool(true)));
+        assert_eq!(ev("act == \"relu\""), Ok(Val::Bool(false)));
+        assert_eq!(ev("True + 1"), Ok(Val::Float(2.0)));
+        assert!(ev("1 if true").is_err());
+        assert!(ev("act < 3").is_err());
+        assert!(ev("'open").is_err());
+        assert_eq!(ev("null == None"), Ok(Val::Bool(true)));
+        assert_eq!(ev("d == null"), Ok(Val::Bool(false)));
+        assert_eq!(ev("1 if null else 2"), Ok(Val::Int(2)));
+        assert!(ev("null + 1").is_err());
     }
 
     #[test]

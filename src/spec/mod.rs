@@ -283,6 +283,15 @@ pub fn read_layers(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Optio
         if diags.is_full() {
             break;
         }
+        // `when: false` leaves the layer out, as if it were not written.
+        match when(item, diags) {
+            Some(true) => {}
+            Some(false) => continue,
+            None => {
+                layers.push(invalid(item));
+                continue;
+            }
+        }
         let first = diags.len();
         let segment = layer_name(item).unwrap_or_else(|| index.to_string());
         let path = match (parent.is_empty(), layout) {
@@ -316,6 +325,28 @@ fn invalid(n: &Node) -> LayerSpec {
     }
 }
 
+/// A layer's `when` (true without one); `None` after an error reported at it.
+fn when(n: &Node, diags: &mut Diags) -> Option<bool> {
+    let Value::Map(entries) = &n.value else {
+        return Some(true);
+    };
+    let Some(w) = entries.iter().find(|e| e.key == "when") else {
+        return Some(true);
+    };
+    match &w.value.value {
+        Value::Bool(b) => Some(*b),
+        _ => {
+            diags.push(fields::wrong_type(
+                &w.value,
+                "when",
+                "true or false (an expression such as `${n_experts > 1}`)",
+                "${tie_word_embeddings}",
+            ));
+            None
+        }
+    }
+}
+
 fn layer_name(n: &Node) -> Option<String> {
     let Value::Map(entries) = &n.value else {
         return None;
@@ -329,6 +360,7 @@ fn layer_name(n: &Node) -> Option<String> {
 fn read_layer(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Option<LayerSpec> {
     let layout = lx.layout;
     let mut f = Fields::new(n, "a layer", diags)?;
+    f.allow("when");
     let ty = match f.str("type") {
         Some(t) => t,
         None => {

@@ -1,11 +1,13 @@
 """Shared helpers for the interop tests: run the specc binary, read its JSON."""
 
 import json
+import math
 import os
 import pathlib
 import re
 import subprocess
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -77,3 +79,21 @@ def build(spec, out, *extra):
     )
     assert res.returncode == 0, res.stderr
     return out
+
+
+def kolmogorov_sf(lam):
+    """The Kolmogorov distribution's survival function (the KS tests' asymptotic p-value)."""
+    if lam < 0.2:
+        return 1.0
+    k = np.arange(1, 101)
+    return float(np.clip(2 * np.sum((-1.0) ** (k - 1) * np.exp(-2 * k * k * lam * lam)), 0, 1))
+
+
+def ks_2samp(a, b):
+    """Two-sample Kolmogorov-Smirnov statistic and its asymptotic p-value (no scipy here)."""
+    a = np.sort(np.asarray(a, np.float64).ravel())
+    b = np.sort(np.asarray(b, np.float64).ravel())
+    both = np.concatenate([a, b])
+    d = np.abs(np.searchsorted(a, both, side="right") / a.size - np.searchsorted(b, both, side="right") / b.size).max()
+    en = math.sqrt(a.size * b.size / (a.size + b.size))
+    return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)

@@ -18,7 +18,7 @@ from keras.src.initializers import random_initializers  # noqa: E402
 from keras.src.layers.layer import Layer  # noqa: E402
 from safetensors.numpy import load_file as np_load  # noqa: E402
 
-from conftest import HERE_SPECS, build, specc_bin, summary  # noqa: E402
+from conftest import HERE_SPECS, build, ks_2samp, specc_bin, summary  # noqa: E402
 
 SPEC = HERE_SPECS / "keras_layers2.yaml"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # keras' numpy 2 notice
@@ -278,17 +278,6 @@ def test_fans_equal_the_ones_keras_computes():
         t = tensors[n]
         assert t["fans_from"] == "storage", n
         assert (t["fan_in"], t["fan_out"]) == random_initializers.compute_fans(t["shape"]), n
-
-
-def ks_2samp(a, b):
-    """Two-sample Kolmogorov-Smirnov statistic and its asymptotic p-value."""
-    a, b = np.sort(np.ravel(a).astype(np.float64)), np.sort(np.ravel(b).astype(np.float64))
-    both = np.concatenate([a, b])
-    d = np.max(np.abs(np.searchsorted(a, both, side="right") / a.size - np.searchsorted(b, both, side="right") / b.size))
-    ne = a.size * b.size / (a.size + b.size)
-    lam = (math.sqrt(ne) + 0.12 + 0.11 / math.sqrt(ne)) * d
-    p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
-    return d, min(max(p, 0.0), 1.0)
 
 
 def glorot(fi, fo):

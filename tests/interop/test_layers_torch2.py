@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from conftest import HERE_SPECS, build, specc_bin, stored, summary
+from conftest import HERE_SPECS, build, kolmogorov_sf, ks_2samp, specc_bin, stored, summary
 
 SPEC = HERE_SPECS / "torch_layers2.yaml"
 ALPHA = 1e-3  # significance of every KS test (all draws are seeded: the outcome is fixed)
@@ -481,16 +481,6 @@ def test_fans_from_stored_shapes_match_torch():
 # 5. default distributions against freshly constructed torch modules
 
 
-def ks_2samp(a, b):
-    """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value."""
-    a = np.sort(np.asarray(a, np.float64).ravel())
-    b = np.sort(np.asarray(b, np.float64).ravel())
-    both = np.concatenate([a, b])
-    d = np.abs(np.searchsorted(a, both, side="right") / a.size - np.searchsorted(b, both, side="right") / b.size).max()
-    en = math.sqrt(a.size * b.size / (a.size + b.size))
-    return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
-
-
 def ks_1samp(x, cdf):
     """One-sample KS statistic and p-value against an exact CDF."""
     x = np.sort(np.asarray(x, np.float64).ravel())
@@ -500,13 +490,6 @@ def ks_1samp(x, cdf):
     d = max((i / n - f).max(), (f - (i - 1) / n).max())
     en = math.sqrt(n)
     return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
-
-
-def kolmogorov_sf(lam):
-    if lam < 0.2:
-        return 1.0
-    k = np.arange(1, 101)
-    return float(np.clip(2 * np.sum((-1.0) ** (k - 1) * np.exp(-2 * k * k * lam * lam)), 0, 1))
 
 
 def uniform_cdf(b):
