@@ -24,7 +24,23 @@ macro_rules! families {
     };
 }
 
-families!["llama"];
+families![
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "phi3",
+    "mixtral",
+    "gpt2",
+    "gpt_neox",
+    "bert",
+    "roberta",
+    "t5",
+    "vit",
+    "clip_vision_model",
+    "whisper",
+];
 
 /// Why a config cannot be imported.
 #[derive(Debug, PartialEq)]
