@@ -84,6 +84,10 @@ impl<'a> Generator<'a> {
     fn fill_values(&self, first: u64, chunk: &mut [u8]) {
         let dtype = self.decl.dtype;
         let size = dtype.size() as usize;
+        // A tensor copied from a file in its own dtype: the source's bytes, bit for bit.
+        if let Some(src) = self.plan.source_bytes(dtype, first, chunk.len()) {
+            return chunk.copy_from_slice(src);
+        }
         // In memory, f32s and f64s are their little-endian bytes: generate straight into the
         // output, no scratch buffer and no copy.
         if cfg!(target_endian = "little") {

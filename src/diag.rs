@@ -288,6 +288,12 @@ codes! {
         "The parameter value cannot describe a distribution: a negative standard deviation, \
          `minval` greater than `maxval`, a `sparsity` outside [0, 1), a truncation range that \
          holds no probability mass, an unknown `mode` or `nonlinearity`.";
+    FROM_FILE = "from-file", "a `from_file` source that cannot fill its tensor",
+        "`from_file` reads a tensor's values from a safetensors file, a sharded directory or its \
+         index, or a `.npy`, at a path relative to the spec. The source must exist, hold the \
+         tensor (by default the one of the same name; `tensor:` names another), and have its \
+         shape (`transpose: true` reads a matrix transposed); floating-point values do not fill \
+         an integer tensor. The message says which of these failed.";
     IMPOSSIBLE_SHAPE = "impossible-shape", "an initializer that cannot fill this tensor's shape",
         "Some initializers only make sense for some shapes: `identity` and `eye` need a matrix, \
          `orthogonal` needs at least two dimensions, `dirac` needs a convolution kernel whose \

@@ -77,6 +77,7 @@ pub fn check_with(source: &SourceFile, options: Options) -> Checked {
             if let Some(seed) = options.seed {
                 s.seed = seed;
             }
+            s.dir = source.dir();
             // Past the diagnostics limit the spec was not read whole: nothing to resolve.
             (!diags.is_full()).then(|| resolve::resolve(&s, options.dtype, &mut diags))
         }),

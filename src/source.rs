@@ -218,6 +218,14 @@ impl SourceFile {
         }
     }
 
+    /// The directory of the file it was read from (`.` for stdin or text).
+    pub fn dir(&self) -> std::path::PathBuf {
+        match self.path.as_deref().and_then(Path::parent) {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => ".".into(),
+        }
+    }
+
     /// Number of lines (a final line break ends the last line; it does not start another).
     pub fn line_count(&self) -> usize {
         let n = self.line_starts.len();

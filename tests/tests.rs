@@ -24,3 +24,5 @@ mod shards;
 mod fuzz_replay;
 // Issue 13: a build never destroys the spec, a device or a shard set; hostile inputs.
 mod robust;
+// from_file: values from safetensors, .npy and sharded sources.
+mod from_file;

@@ -6,6 +6,7 @@
 //! PyTorch's xavier_* and kaiming_* are expressed as variance scaling with an untruncated
 //! normal, which is exactly what they compute.
 
+pub mod file;
 mod names;
 pub mod rng;
 pub mod sample;
@@ -149,6 +150,8 @@ pub enum Init {
         /// The tensor whose norm it is.
         of: Box<TensorSource>,
     },
+    /// Values read from a file (`from_file`), cast to the tensor's dtype.
+    FromFile(Box<file::FileValues>),
 }
 
 /// What determines another tensor's values: enough to regenerate them (weight_norm's g
@@ -285,7 +288,8 @@ impl Init {
             | Init::UnitForgetBias { .. }
             | Init::Sinusoidal { .. }
             | Init::RelativePositionIndex { .. }
-            | Init::NormOf { .. } => Dist::Structured,
+            | Init::NormOf { .. }
+            | Init::FromFile(_) => Dist::Structured,
         }
     }
 
@@ -325,8 +329,10 @@ impl Init {
                 Init::Constant { .. } | Init::RelativePositionIndex { .. } => {
                     self.shape_problem(shape, channel_axes, DType::F64)
                 }
+                // The source's own check (bind) says whether its values are whole.
+                Init::FromFile(_) => None,
                 _ => Some(format!(
-                    "{} tensors take `zeros`, `ones`, `constant` or `relative_position_index`",
+                    "{} tensors take `zeros`, `ones`, `constant`, `relative_position_index` or `from_file`",
                     dtype.name()
                 )),
             };
@@ -524,6 +530,7 @@ impl fmt::Display for Init {
                 Some(d) => write!(f, "norm of {} over every axis but {d}", of.name),
                 None => write!(f, "norm of all of {}", of.name),
             },
+            Init::FromFile(ref v) => write!(f, "{v}"),
         }
     }
 }

@@ -88,6 +88,7 @@ pub const INITIALIZER_NAMES: &[(&str, &[&str])] = &[
     ("sparse", &["sparsity", "std"]),
     ("sinusoidal", &["max_timescale", "style", "step"]),
     ("relative_position_index", &["window_size"]),
+    ("from_file", &["path", "tensor", "transpose"]),
 ];
 
 /// Normalizes a written name: CamelCase to snake_case, lowercase, trailing `_` and
@@ -305,6 +306,15 @@ fn parse_initializer_now(node: &Node, layout: Layout, diags: &mut Diags) -> Opti
     };
     let init = build(canon_static, &mut p, layout);
     if diags.len() > before {
+        // A missing parameter has no place of its own: the initializer's.
+        for d in diags.since(before) {
+            if let Some(l) = d.primary.as_mut().filter(|l| l.span == Span::default()) {
+                l.span = node.span;
+                if l.text.is_empty() {
+                    l.text = "this initializer".into();
+                }
+            }
+        }
         return None;
     }
     Some(InitSpec {
@@ -666,6 +676,51 @@ fn build(name: &str, p: &mut Params<'_, '_>, layout: Layout) -> Option<Init> {
                 }
             }
         }
+        "from_file" => {
+            let text = |p: &mut Params<'_, '_>, key: &str| match p.entry(&[key]).map(|e| &e.value) {
+                None => None,
+                Some(Node {
+                    value: Value::Str(s),
+                    ..
+                }) if !s.is_empty() => Some(s.clone()),
+                Some(n) => {
+                    p.diags
+                        .push(wrong(n, &format!("`{key}`, a non-empty string")));
+                    None
+                }
+            };
+            let path = text(p, "path");
+            if p.entry(&["path"]).is_none() {
+                p.diags.push(
+                    Diagnostic::error(
+                        diag::MISSING_KEY,
+                        Span::default(),
+                        "`from_file` needs `path`",
+                    )
+                    .help(
+                        "write `{name: from_file, path: base.safetensors}` (relative to the spec)",
+                    ),
+                );
+            }
+            let tensor = text(p, "tensor");
+            let transpose = match p.entry(&["transpose"]).map(|e| &e.value) {
+                None => false,
+                Some(Node {
+                    value: Value::Bool(b),
+                    ..
+                }) => *b,
+                Some(n) => {
+                    p.diags.push(wrong(n, "`transpose`, true or false"));
+                    false
+                }
+            };
+            Init::FromFile(Box::new(super::file::FileValues {
+                path: path.unwrap_or_default(),
+                tensor,
+                transpose,
+                bound: None,
+            }))
+        }
         _ => unreachable!("every name in INITIALIZER_NAMES has an arm: {name}"),
     };
     Some(init)
@@ -734,6 +789,7 @@ mod tests {
             let (extra, cfg) = match *name {
                 "sparse" => (", sparsity: 0.5", "{sparsity: 0.5}"),
                 "relative_position_index" => (", window_size: [2, 3]", "{window_size: [2, 3]}"),
+                "from_file" => (", path: base.safetensors", "{path: base.safetensors}"),
                 _ => ("", "{}"),
             };
             let camel: String = name

@@ -73,6 +73,8 @@ pub enum Plan {
     },
     /// A tensor computed whole (orthogonal, sparse), in row-major order.
     Whole(Vec<f64>),
+    /// Values read from a mapped source file (`from_file`).
+    File(super::file::Bound),
     /// A tensor computed whole and stored transposed: element (r, c) of the `[rows, cols]`
     /// tensor is `values[c · rows + r]` (a wide orthogonal matrix, kept as its Q).
     WholeTransposed {
@@ -152,6 +154,11 @@ impl Plan {
                 Plan::Whole(relative_position_index(*window))
             }
             (Init::NormOf { dim, of }, _) => Plan::Whole(norm_of(of, *dim, layout)),
+            (Init::FromFile(v), _) => Plan::File(
+                v.bound
+                    .clone()
+                    .expect("a from_file tensor is bound to its source when declared"),
+            ),
             (init, d) => unreachable!("{init:?} resolves to {d:?}"),
         }
     }
@@ -295,7 +302,22 @@ impl Plan {
                     |z| (mean + std * (sign * z)).max(low).min(high),
                 );
             }
+            Plan::File(b) => b.fill_f32(start, out),
             _ => self.fill_structured(start, out, |x| x as f32),
+        }
+    }
+
+    /// The source's own bytes for elements `start ..` (`len` bytes), when a tensor read from
+    /// a file has the source's dtype and layout: copied as they are.
+    pub fn source_bytes(
+        &self,
+        dtype: crate::model::DType,
+        start: u64,
+        len: usize,
+    ) -> Option<&[u8]> {
+        match self {
+            Plan::File(b) => b.same_bytes(dtype, start, len),
+            _ => None,
         }
     }
 
@@ -303,6 +325,7 @@ impl Plan {
     pub fn fill_f64(&self, start: u64, out: &mut [f64]) {
         match self {
             Plan::Constant(v) => out.fill(*v),
+            Plan::File(b) => b.fill_f64(start, out),
             Plan::Uniform { stream, low, high } => {
                 let span = high - low;
                 with_pairs(stream, start, out, |w0, w1| low + span * u53(w0, w1));

@@ -122,6 +122,10 @@ pub struct Cx<'a> {
     /// Under layout keras, the automatic name of the layer a `Bidirectional` wraps
     /// (`lstm_1`), which Keras draws from the wrapped class's counter.
     pub keras_wrapped: Option<String>,
+    /// The spec's directory (`from_file` paths are relative to it).
+    pub dir: &'a std::path::Path,
+    /// The layer comes right after an embedding (a second one adds to the first).
+    pub after_embedding: bool,
 }
 
 /// The framework's default for one tensor and a few words on where it comes from.
@@ -330,6 +334,21 @@ impl Cx<'_> {
             self.error(e);
             return None;
         }
+        // Values from a file: the source must hold this tensor, in this shape.
+        let init = match init {
+            Init::FromFile(v) => match v.bind(self.dir, &name, &d.shape, dtype) {
+                Ok(bound) => Init::FromFile(Box::new(bound)),
+                Err(msg) => {
+                    let e = Diagnostic::error(diag::FROM_FILE, span, msg)
+                        .label("this initializer")
+                        .also(self.layer.type_span, "on this layer")
+                        .help("name the source tensor with `tensor:`, or check `path` (relative to the spec)");
+                    self.error(e);
+                    return None;
+                }
+            },
+            other => other,
+        };
         let trainable = d.trainable
             && !matches!(
                 d.role,

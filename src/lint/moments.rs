@@ -42,6 +42,7 @@ pub fn second_moment(t: &TensorDecl) -> f64 {
                 }
                 Init::Sinusoidal { .. } => 0.5,
                 Init::RelativePositionIndex { .. } => numel,
+                Init::FromFile(v) => v.bound.as_ref().map_or(1.0, |b| b.moments().1),
                 Init::NormOf { of, .. } => {
                     // g² is a slice's sum of v²: the slice's size times E[v²].
                     let n_v: u64 = of.shape.iter().product();
@@ -90,7 +91,10 @@ pub fn first_moment(t: &TensorDecl) -> f64 {
             low,
             high,
         } => truncated_moments(mean, std, low, high).0,
-        Dist::Structured => 0.0,
+        Dist::Structured => match &t.init {
+            Init::FromFile(v) => v.bound.as_ref().map_or(0.0, |b| b.moments().0),
+            _ => 0.0,
+        },
     }
 }
 

@@ -161,7 +161,39 @@ pub fn metadata(
             serde_json::to_string(&ties).expect("map serializes"),
         );
     }
+    // Where `from_file` values came from: each source file, as the spec names it, and its
+    // SHA-256 (hashed once per process, streamed over its mapping).
+    let sources: BTreeMap<String, &str> = tensors
+        .iter()
+        .filter_map(|t| match &t.init {
+            crate::init::Init::FromFile(v) => Some((v, v.bound.as_ref()?)),
+            _ => None,
+        })
+        .map(|(v, b)| (source_name(&v.path, &b.file.path), b.file.sha256()))
+        .collect();
+    if !sources.is_empty() {
+        m.insert(
+            "from_file".into(),
+            serde_json::to_string(&sources).expect("map serializes"),
+        );
+    }
     m
+}
+
+/// The source file `file` as the spec's `path` leads to it: `path` itself, or the shard
+/// of a directory or index it names (`base/model-00001-of-00002.safetensors`).
+fn source_name(path: &str, file: &std::path::Path) -> String {
+    let p = std::path::Path::new(path);
+    let name = file.file_name().unwrap_or_default();
+    if p.file_name() == Some(name) {
+        return path.to_string();
+    }
+    let dir = if path.ends_with(".json") {
+        p.parent().unwrap_or(std::path::Path::new(""))
+    } else {
+        p
+    };
+    dir.join(name).to_string_lossy().into_owned()
 }
 
 /// One piece of the data section: elements `start .. start + count` of entry `entry`.

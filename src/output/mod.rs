@@ -134,7 +134,7 @@ impl fmt::Display for Error {
             }
             Error::OutputIsInput { path } => write!(
                 f,
-                "refusing to write `{}`: it is this command's input; choose another output path",
+                "refusing to write `{}`: it is this command's input (the spec being built, or the config imported); choose another output path",
                 path.display()
             ),
             Error::NotAFile { path, kind } if *kind == "a directory" => write!(

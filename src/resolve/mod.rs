@@ -181,6 +181,8 @@ impl Walker<'_> {
         dtype: DType,
         counter: &mut usize,
     ) -> Act {
+        // An embedding right after another adds to it (token + position), as documented.
+        let mut after_embedding = false;
         for layer in layers {
             if self.full {
                 return Act::poisoned();
@@ -188,8 +190,13 @@ impl Walker<'_> {
             let dtype = layer.dtype.unwrap_or(dtype);
             if let Kind::Block(block) = &layer.kind {
                 act = self.block(layer, block, parent, act, dtype, counter);
+                after_embedding = false;
                 continue;
             }
+            let this_after = std::mem::replace(
+                &mut after_embedding,
+                matches!(layer.kind, Kind::Embedding(_)),
+            );
             // Keras names a Bidirectional wrapper `bidirectional` and the layer it wraps
             // from that layer's own counter (`forward_lstm_1`), even when the wrapper is named.
             let keras_wrapped = match (&layer.kind, self.spec.layout) {
@@ -221,6 +228,8 @@ impl Walker<'_> {
                 ties: &mut self.ties,
                 full: &mut self.full,
                 keras_wrapped,
+                dir: &self.spec.dir,
+                after_embedding: this_after,
             };
             act = layer.kind.resolve(&act, &mut cx);
             let path = cx.path();

@@ -53,6 +53,8 @@ pub struct Spec {
     pub lints: Vec<(Sp<String>, Level)>,
     /// `layers`.
     pub layers: Vec<LayerSpec>,
+    /// The directory `from_file` paths are relative to: the spec's own.
+    pub dir: std::path::PathBuf,
 }
 
 /// One layer as written.
@@ -95,7 +97,12 @@ pub fn lower(root: &Node, set: &[(String, String)], diags: &mut Diags) -> Option
     let vars = expr::Vars::new(vars_node, set, diags);
     let mut tree = root.clone();
     if let Value::Map(entries) = &mut tree.value {
-        for e in entries.iter_mut().filter(|e| e.key != "vars") {
+        // `x-` keys only hold anchors: their copies are substituted where they are used (in
+        // a repeat, with its index), not here.
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.key != "vars" && !e.key.starts_with("x-"))
+        {
             expr::substitute(&mut e.value, &vars, &expr::Scope::default(), diags);
         }
     }
@@ -185,6 +192,7 @@ pub fn lower(root: &Node, set: &[(String, String)], diags: &mut Diags) -> Option
         defaults,
         lints,
         layers: layers?,
+        dir: ".".into(),
     })
 }
 
