@@ -24,6 +24,8 @@ pub enum Activation {
     GeluTanh,
     /// x·σ(x) (swish).
     Silu,
+    /// x·σ(1.702·x) (CLIP's `quick_gelu`).
+    QuickGelu,
     /// x·relu6(x + 3)/6 (MobileNetV3).
     HardSwish,
     /// relu6(x + 3)/6.
@@ -42,7 +44,7 @@ pub enum Activation {
 
 impl Activation {
     /// Every word a spec may write, with the function it names (aliases included).
-    pub const WORDS: [(&'static str, Activation); 21] = [
+    pub const WORDS: [(&'static str, Activation); 26] = [
         ("linear", Activation::Linear),
         ("relu", Activation::Relu),
         ("relu6", Activation::Relu6),
@@ -53,8 +55,14 @@ impl Activation {
         ("gelu_tanh", Activation::GeluTanh),
         ("gelu_new", Activation::GeluTanh),
         ("gelu_pytorch_tanh", Activation::GeluTanh),
+        // transformers' other names for the same two functions (ACT2FN).
+        ("gelu_fast", Activation::GeluTanh),
+        ("gelu_accurate", Activation::GeluTanh),
+        ("gelu_python", Activation::Gelu),
+        ("quick_gelu", Activation::QuickGelu),
         ("silu", Activation::Silu),
         ("swish", Activation::Silu),
+        ("quickgelu", Activation::QuickGelu),
         ("hard_swish", Activation::HardSwish),
         ("hardswish", Activation::HardSwish),
         ("hard_sigmoid", Activation::HardSigmoid),
@@ -99,6 +107,7 @@ impl Activation {
                 | Activation::Gelu
                 | Activation::GeluTanh
                 | Activation::Silu
+                | Activation::QuickGelu
                 | Activation::HardSwish
                 | Activation::Mish
         )
@@ -148,6 +157,7 @@ impl Activation {
                 0.5 * x * (1.0 + (c * (x + 0.044_715 * x * x * x)).tanh())
             }
             Activation::Silu => x * sigmoid(x),
+            Activation::QuickGelu => x * sigmoid(1.702 * x),
             Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::Softplus => softplus(x),

@@ -129,6 +129,11 @@ impl Embedding {
                 dim: self.embedding_dim,
             });
         }
+        // Token ids [T] become [T, D]; an embedding right after another (positions after
+        // tokens) is added to its output: the shape stays, with this width.
+        if cx.after_embedding {
+            return input.with_last(self.embedding_dim);
+        }
         let mut out = input.clone();
         out.dims.push(Some(self.embedding_dim));
         out

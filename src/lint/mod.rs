@@ -64,12 +64,14 @@ pub const LINTS: &[LintInfo] = &[
         default: Level::Warn,
         summary: "a dense, conv or recurrent kernel starts as all zeros",
         explanation: "Fires when the kernel of a dense, conv, recurrent or attention layer is initialized \
-to all zeros.\n\nWhy it matters: every unit of the layer then computes the same function of its input and \
+to all zeros, unless the layer is the last weight layer of a `residual: add` branch (the stream passes \
+around it, and its gradient, its input times the stream's, differs per unit: zero-init residual, Fixup, \
+ReZero, LLaMA-Pro's new blocks).\n\nWhy it matters: every unit of the layer then computes the same function of its input and \
 receives the same gradient, so the units stay identical forever: symmetry is never broken by the layer \
 itself, and the layer learns at most one feature.\n\nExample:\n  - {type: dense, units: 256, kernel_initializer: zeros}\n\n\
 Fix: use a random initializer suited to the activation (he_normal for relu-like, glorot_uniform for \
 tanh/sigmoid/linear, lecun_normal for selu).\n\nDeliberate zero inits exist: the last layer of a residual branch \
-(zero-init residual, Fixup, ReZero), ControlNet's zero convolutions, LoRA's B matrix next to a random A, a zero \
+not marked as one, ControlNet's zero convolutions, LoRA's B matrix next to a random A, a zero \
 classifier head. Allow them on the layer with `allow: [zero-kernel]`, or for the whole spec with \
 `lints: {zero-kernel: allow}`.",
         note: false,
@@ -132,8 +134,9 @@ in f32 (`dtype: f32` on the layer) or use a larger scale.",
         name: "trunc-normal-uncut",
         default: Level::Warn,
         summary: "trunc_normal's absolute bounds are so far out that they cut nothing",
-        explanation: "A note when PyTorch's `trunc_normal` has bounds `a` and `b` more than 3 standard \
-deviations from the mean on both sides, so less than 0.3% of the distribution is cut.\n\nWhy it matters: \
+        explanation: "A note when PyTorch's `trunc_normal` has bounds `a` and `b` 6 standard deviations \
+or more from the mean on both sides, so less than 2e-9 of the distribution is cut (a deliberate cut at 3 \
+std, as torchtitan and OLMo write, is left alone).\n\nWhy it matters: \
 in PyTorch (and timm) `a` and `b` are absolute values, not multiples of `std`: `trunc_normal_(w, std=0.02)` \
 keeps the default a=-2, b=2, which lie 100 standard deviations away, so the result is an ordinary normal. \
 If a cut at 2 std was meant, the bounds must say so.\n\nExample:\n  kernel_initializer: {name: trunc_normal, std: 0.02}\n\n\

@@ -30,7 +30,9 @@ fn uncut(model: &Model, sink: &mut Sink<'_>) {
                 continue;
             }
             let (a, b) = ((low - mean) / std, (high - mean) / std);
-            if a <= -3.0 && b >= 3.0 {
+            // Beyond 6 std the cut is below 2e-9 of the mass: nothing. A deliberate cut at
+            // 3 std (torchtitan's output layer, OLMo) cuts 0.27% and is left alone.
+            if a <= -6.0 && b >= 6.0 {
                 let d = Diagnostic::error(
                     "trunc-normal-uncut",
                     t.span,

@@ -507,10 +507,30 @@ pub fn backward_std(model: &Model) -> Vec<Option<f64>> {
 }
 
 fn backward(model: &Model, records: &[Record]) -> Option<Escape> {
+    // Inside a `residual: add` branch the stream's own gradient passes around the branch, so
+    // it cannot vanish through the depth there; a branch that starts learning slowly (small
+    // output projections, GPT-2's and torchtitan's scaled inits at a fixture's width) is not
+    // that. Growth still counts.
+    let mut depth = 0usize;
+    let in_residual: Vec<bool> = model
+        .flow
+        .iter()
+        .map(|s| match s {
+            Step::Enter { topology, .. } if topology.residual == Some(Merge::Add) => {
+                depth += 1;
+                true
+            }
+            Step::Exit { topology, .. } if topology.residual == Some(Merge::Add) => {
+                depth = depth.saturating_sub(1);
+                depth > 0
+            }
+            _ => depth > 0,
+        })
+        .collect();
     let mut found = None;
     walk_back(model, records, |i, g2| {
         let s = g2.sqrt();
-        if outside(s) {
+        if outside(s) && !(s < 1.0 && in_residual[i]) {
             found = Some(Escape {
                 step: i,
                 backward: true,
@@ -556,6 +576,10 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
     };
     let mut g2 = 1.0f64;
     let mut stack: Vec<Frame> = Vec::new();
+    // The gradient is measured from the head's input: the head's own scale (a small
+    // classifier init, 10 classes at std 0.01) is the same factor for every layer below,
+    // not a shrinking through the depth.
+    let mut head = true;
     for (i, step) in model.flow.iter().enumerate().rev() {
         match step {
             Step::Exit {
@@ -594,6 +618,20 @@ fn walk_back(model: &Model, records: &[Record], mut visit: impl FnMut(usize, f64
                 let r = &records[i];
                 if r.silent {
                     g2 = 0.0;
+                }
+                if head
+                    && stack.is_empty()
+                    && matches!(
+                        l.signal,
+                        Signal::Linear | Signal::Attention { .. } | Signal::Recurrent { .. }
+                    )
+                {
+                    head = false;
+                    g2 = 1.0;
+                    if visit(i, g2) {
+                        return;
+                    }
+                    continue;
                 }
                 match l.signal {
                     Signal::Linear => {

@@ -74,10 +74,17 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
         }
         let ks = kernels(model, l);
         let activation = effective_activation(model, i);
+        let zero_residual = ends_residual_branch(model, i);
         for k in &ks {
             let Some(v) = k.init.constant_value() else {
                 continue;
             };
+            // Zero-init residual (Fixup, ReZero, LLaMA-Pro's new blocks, ControlNet): the
+            // stream passes around the branch, the kernel's gradient is its input times the
+            // stream's, different per unit, so the first step breaks the symmetry.
+            if v == 0.0 && zero_residual {
+                continue;
+            }
             let (lint, what) = if v == 0.0 {
                 ("zero-kernel", "zeros".to_string())
             } else {
@@ -115,6 +122,23 @@ pub(super) fn check(model: &Model, sink: &mut Sink<'_>) {
         }
     }
     degenerate(model, sink);
+}
+
+/// Whether the layer at `flow[i]` is the last weight layer of a `residual: add` branch:
+/// what follows it, before the residual's add, only moves values (a dropout, a reshape) or
+/// leaves blocks that merge nothing.
+fn ends_residual_branch(model: &Model, i: usize) -> bool {
+    use crate::model::Merge;
+    for step in &model.flow[i + 1..] {
+        match step {
+            Step::Layer(n) if n.class == LayerClass::Shape && n.signal == Signal::Pass => {}
+            Step::Exit { topology, .. } if topology.residual == Some(Merge::Add) => return true,
+            Step::Exit { topology, .. }
+                if topology.merge.is_none() && topology.residual.is_none() => {}
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn degenerate(model: &Model, sink: &mut Sink<'_>) {
