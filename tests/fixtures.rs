@@ -121,12 +121,44 @@ fn every_error_code_has_a_fixture() {
     }
 }
 
+/// Spec files under `dir`, its folders included.
+fn specs_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for p in files(dir.to_str().unwrap()) {
+        if p.is_dir() {
+            out.extend(specs_under(&p));
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "toml")
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn clean_fixtures_and_example_specs_are_quiet() {
+    // specs/grow/llama-grow.yaml reads the checkpoint llama-base.yaml builds: built here.
+    let base = tempfile::tempdir().unwrap();
+    crate::common::build(
+        Path::new("specs/grow/llama-base.yaml"),
+        &base.path().join("model.safetensors"),
+        &[],
+    );
+    let set = vec![("base".to_string(), base.path().display().to_string())];
     for dir in ["tests/fixtures/clean", "specs"] {
-        for path in files(dir) {
+        for path in specs_under(Path::new(dir)) {
             let src = SourceFile::load(Path::new(&path)).unwrap().unwrap();
-            let c = check(&src);
+            let options = specc::Options {
+                set: if path.ends_with("grow/llama-grow.yaml") {
+                    set.clone()
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            };
+            let c = specc::check_with(&src, options);
             assert!(
                 c.diagnostics.is_empty(),
                 "{}: {:#?}",
