@@ -199,8 +199,14 @@ pub fn hf(text: &str, source: &str, template: Option<&str>) -> Result<Imported, 
     let mut lines: Vec<String> = template.lines().map(str::to_string).collect();
     let mut from_config = Vec::new();
     for v in var_lines(template) {
+        // transformers writes `num_labels` as the map `id2label`; its size is the count.
+        let labels = obj
+            .get("id2label")
+            .and_then(|m| m.as_object())
+            .map(|m| serde_json::Value::from(m.len()));
         let value = match v.key.as_str() {
             "architecture" => architecture.as_ref(),
+            "num_labels" => obj.get("num_labels").or(labels.as_ref()),
             k => obj.get(k),
         };
         let Some(value) = value else { continue };
@@ -260,6 +266,9 @@ mod tests {
             "a default stays"
         );
         assert!(i.from_config.contains(&"pad_token_id".to_string()));
+        let vit = r#"{"model_type": "vit", "id2label": {"0": "a", "1": "b", "2": "c"}}"#;
+        let i = hf(vit, "config.json", None).unwrap();
+        assert!(i.text.contains("  num_labels: 3   # config"), "{}", i.text);
     }
 
     #[test]

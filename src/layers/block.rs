@@ -134,8 +134,15 @@ impl Block {
                         .push((index_name.clone(), crate::spec::expr::Val::Int(k as i128)));
                     let mut copy = node.clone();
                     crate::spec::expr::substitute(&mut copy, l.vars, &scope, f.diags);
+                    // Problems inside a copy name its path (`layers.3.mlp`).
+                    let copy_path = match (l.path.is_empty(), l.layout) {
+                        (true, _) => k.to_string(),
+                        (false, crate::model::Layout::Pytorch) => format!("{}.{k}", l.path),
+                        (false, crate::model::Layout::Keras) => format!("{}/{k}", l.path),
+                    };
                     let lx = Lower {
                         scope: &scope,
+                        path: &copy_path,
                         ..*l
                     };
                     all.push(read_layers(&copy, &lx, f.diags)?);
@@ -149,6 +156,15 @@ impl Block {
         };
         let layers = match &copies {
             Some(c) => c.first().cloned().unwrap_or_default(),
+            // Children shared by every copy: their problems are named by the first copy's path.
+            None if repeat.is_some() => {
+                let first = match (l.path.is_empty(), l.layout) {
+                    (true, _) => "0".to_string(),
+                    (false, crate::model::Layout::Pytorch) => format!("{}.0", l.path),
+                    (false, crate::model::Layout::Keras) => format!("{}/0", l.path),
+                };
+                read_layers(node, &Lower { path: &first, ..*l }, f.diags)?
+            }
             None => read_layers(node, l, f.diags)?,
         };
         let merge = merge?;

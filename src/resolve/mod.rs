@@ -291,9 +291,18 @@ impl Walker<'_> {
             });
             let before = act.clone();
             // A block with a scope numbers its children from 0; without one they go on
-            // numbering in the enclosing list.
+            // numbering in the enclosing list. A copy of a repeat has a segment of its own
+            // (its index or copy_name): its children count from 0, and without a scope the
+            // copy is one entry of the enclosing list.
             let mut own = 0usize;
-            let numbering: &mut usize = if block.scope { &mut own } else { counter };
+            let numbering: &mut usize = if block.scope || copies.is_some() {
+                if !block.scope {
+                    *counter += 1;
+                }
+                &mut own
+            } else {
+                counter
+            };
             // Children stamped for this copy, when they read the repeat's index.
             let children = block
                 .copies

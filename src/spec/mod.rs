@@ -300,9 +300,21 @@ pub fn read_layers(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Optio
                 continue;
             }
         }
+        // A whole-number name (`name: ${n_layers + 1}`, an nn.Sequential index) is its digits.
+        let renamed;
+        let item = match int_name(item) {
+            Some(n) => {
+                renamed = n;
+                &renamed
+            }
+            None => item,
+        };
         let first = diags.len();
         let segment = layer_name(item).unwrap_or_else(|| index.to_string());
+        // Blocks without a segment of their own (`scope: false`, an unnamed parallel) name
+        // their children as the enclosing list does.
         let path = match (parent.is_empty(), layout) {
+            _ if !adds_segment(item) => parent.to_string(),
             (true, _) => segment,
             (false, Layout::Pytorch) => format!("{parent}.{segment}"),
             (false, Layout::Keras) => format!("{parent}/{segment}"),
@@ -331,6 +343,37 @@ fn invalid(n: &Node) -> LayerSpec {
         span: n.span,
         type_span: n.span,
     }
+}
+
+/// Whether a layer adds a path segment (not a `scope: false` sequential, nor an unnamed
+/// parallel).
+fn adds_segment(item: &Node) -> bool {
+    let Value::Map(entries) = &item.value else {
+        return true;
+    };
+    let get = |k: &str| entries.iter().find(|e| e.key == k).map(|e| &e.value.value);
+    match get("type") {
+        Some(Value::Str(t)) if t == "parallel" => get("name").is_some(),
+        Some(Value::Str(t)) if t == "sequential" => get("scope") != Some(&Value::Bool(false)),
+        _ => true,
+    }
+}
+
+/// `item` with its whole-number `name` written as text, if it has one.
+fn int_name(item: &Node) -> Option<Node> {
+    let Value::Map(entries) = &item.value else {
+        return None;
+    };
+    let at = entries
+        .iter()
+        .position(|e| e.key == "name" && matches!(e.value.value, Value::Int(i) if i >= 0))?;
+    let mut n = item.clone();
+    if let Value::Map(es) = &mut n.value {
+        if let Value::Int(i) = es[at].value.value {
+            es[at].value.value = Value::Str(i.to_string());
+        }
+    }
+    Some(n)
 }
 
 /// A layer's `when` (true without one); `None` after an error reported at it.

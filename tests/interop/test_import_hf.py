@@ -40,6 +40,8 @@ FAMILIES = {
     "t5-gated": ("T5Config", dict(vocab_size=128, d_model=64, d_kv=16, d_ff=96, num_layers=2, num_decoder_layers=2, num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False, initializer_factor=0.5), ["T5ForConditionalGeneration"]),
     "mixtral": ("MixtralConfig", dict(TINY, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2), ["MixtralForCausalLM", "MixtralModel"]),
     "vit": ("ViTConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96, image_size=32, patch_size=8), ["ViTModel", "ViTForImageClassification"]),
+    # config.json holds the label count only as id2label
+    "vit-5-labels": ("ViTConfig", dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=96, image_size=32, patch_size=8, num_labels=5), ["ViTForImageClassification"]),
     "clip_vision_model": ("CLIPVisionConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8), ["CLIPVisionModel", "CLIPVisionModelWithProjection"]),
     "whisper": (
         "WhisperConfig",
