@@ -23,6 +23,7 @@ pub mod lint;
 pub mod model;
 pub mod output;
 pub mod resolve;
+pub mod schema;
 pub mod source;
 pub mod spec;
 pub mod syntax;

@@ -97,6 +97,8 @@ enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Print the JSON Schema of the spec format, for editors (yaml-language-server) and validators.
+    Schema,
     /// Explain an error code or a lint: what it means, why, and how to fix or allow it.
     Explain {
         /// A code or lint name, e.g. `zero-kernel` or `unknown-key`.
@@ -204,6 +206,11 @@ fn main() -> ExitCode {
             levels,
         } => summary(&spec, format, &levels),
         Command::Explain { name, list } => explain(name.as_deref(), list),
+        Command::Schema => {
+            let doc = specc::schema::schema();
+            stdout(&(serde_json::to_string_pretty(&doc).expect("the schema serializes") + "\n"));
+            0
+        }
         Command::Import {
             source:
                 ImportSource::Hf {

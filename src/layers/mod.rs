@@ -64,6 +64,8 @@ pub struct Lower<'a> {
 pub struct LayerType {
     /// The spec's `type` word.
     pub name: &'static str,
+    /// A smallest valid layer of the type, as YAML (help lines, `specc schema`).
+    pub example: &'static str,
     /// The initializer role keys it takes.
     pub roles: &'static [&'static str],
     /// Keras' class name in snake_case: automatic names under layout keras (`dense_1`).
@@ -90,6 +92,7 @@ const NONE: &[&str] = &[];
 pub const LAYERS: &[LayerType] = &[
     LayerType {
         name: "dense",
+        example: "{type: dense, units: 64}",
         roles: KB,
         keras: "dense",
         only: None,
@@ -98,6 +101,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "conv1d",
+        example: "{type: conv1d, filters: 16, kernel_size: 3}",
         roles: KB,
         keras: "conv1d",
         only: None,
@@ -106,6 +110,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "conv2d",
+        example: "{type: conv2d, filters: 16, kernel_size: 3}",
         roles: KB,
         keras: "conv2d",
         only: None,
@@ -114,6 +119,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "conv3d",
+        example: "{type: conv3d, filters: 16, kernel_size: 3}",
         roles: KB,
         keras: "conv3d",
         only: None,
@@ -122,6 +128,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "conv_transpose1d",
+        example: "{type: conv_transpose1d, filters: 16, kernel_size: 3}",
         roles: KB,
         keras: "conv1d_transpose",
         only: None,
@@ -130,6 +137,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "conv_transpose2d",
+        example: "{type: conv_transpose2d, filters: 16, kernel_size: 3}",
         roles: KB,
         keras: "conv2d_transpose",
         only: None,
@@ -138,6 +146,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "conv_transpose3d",
+        example: "{type: conv_transpose3d, filters: 16, kernel_size: 3}",
         roles: KB,
         keras: "conv3d_transpose",
         only: None,
@@ -146,6 +155,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "depthwise_conv2d",
+        example: "{type: depthwise_conv2d, kernel_size: 3}",
         roles: &[
             "depthwise_initializer",
             "kernel_initializer",
@@ -158,6 +168,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "separable_conv2d",
+        example: "{type: separable_conv2d, filters: 16, kernel_size: 3}",
         roles: &[
             "depthwise_initializer",
             "pointwise_initializer",
@@ -173,6 +184,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "embedding",
+        example: "{type: embedding, num_embeddings: 1000, embedding_dim: 64}",
         roles: &["embeddings_initializer"],
         keras: "embedding",
         only: None,
@@ -181,6 +193,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "layer_norm",
+        example: "{type: layer_norm}",
         roles: NORM,
         keras: "layer_normalization",
         only: None,
@@ -189,6 +202,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "rms_norm",
+        example: "{type: rms_norm}",
         roles: &["gamma_initializer"],
         keras: "rms_normalization",
         only: None,
@@ -197,6 +211,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "batch_norm",
+        example: "{type: batch_norm}",
         roles: NORM,
         keras: "batch_normalization",
         only: None,
@@ -205,6 +220,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "group_norm",
+        example: "{type: group_norm, num_groups: 4}",
         roles: NORM,
         keras: "group_normalization",
         only: None,
@@ -213,6 +229,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "instance_norm",
+        example: "{type: instance_norm}",
         roles: NORM,
         keras: "group_normalization",
         only: None,
@@ -221,6 +238,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "normalization",
+        example: "{type: normalization}",
         roles: NONE,
         keras: "normalization",
         only: Some((
@@ -232,6 +250,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "prelu",
+        example: "{type: prelu}",
         roles: &["alpha_initializer"],
         keras: "p_re_lu",
         only: None,
@@ -240,6 +259,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "lstm",
+        example: "{type: lstm, units: 64}",
         roles: RNN,
         keras: "lstm",
         only: None,
@@ -248,6 +268,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "gru",
+        example: "{type: gru, units: 64}",
         roles: RNN,
         keras: "gru",
         only: None,
@@ -256,6 +277,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "rnn",
+        example: "{type: rnn, units: 64}",
         roles: RNN,
         keras: "simple_rnn",
         only: None,
@@ -264,6 +286,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "multi_head_attention",
+        example: "{type: multi_head_attention, num_heads: 4}",
         roles: KB,
         keras: "multi_head_attention",
         only: None,
@@ -272,6 +295,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "max_pool1d",
+        example: "{type: max_pool1d, pool_size: 2}",
         roles: NONE,
         keras: "max_pooling1d",
         only: None,
@@ -280,6 +304,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "max_pool2d",
+        example: "{type: max_pool2d, pool_size: 2}",
         roles: NONE,
         keras: "max_pooling2d",
         only: None,
@@ -288,6 +313,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "max_pool3d",
+        example: "{type: max_pool3d, pool_size: 2}",
         roles: NONE,
         keras: "max_pooling3d",
         only: None,
@@ -296,6 +322,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "avg_pool1d",
+        example: "{type: avg_pool1d, pool_size: 2}",
         roles: NONE,
         keras: "average_pooling1d",
         only: None,
@@ -304,6 +331,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "avg_pool2d",
+        example: "{type: avg_pool2d, pool_size: 2}",
         roles: NONE,
         keras: "average_pooling2d",
         only: None,
@@ -312,6 +340,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "avg_pool3d",
+        example: "{type: avg_pool3d, pool_size: 2}",
         roles: NONE,
         keras: "average_pooling3d",
         only: None,
@@ -320,6 +349,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "adaptive_avg_pool1d",
+        example: "{type: adaptive_avg_pool1d, output_size: 1}",
         roles: NONE,
         keras: "adaptive_average_pooling1d",
         only: None,
@@ -328,6 +358,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "adaptive_avg_pool2d",
+        example: "{type: adaptive_avg_pool2d, output_size: 1}",
         roles: NONE,
         keras: "adaptive_average_pooling2d",
         only: None,
@@ -336,6 +367,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "adaptive_avg_pool3d",
+        example: "{type: adaptive_avg_pool3d, output_size: 1}",
         roles: NONE,
         keras: "adaptive_average_pooling3d",
         only: None,
@@ -344,6 +376,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "adaptive_max_pool2d",
+        example: "{type: adaptive_max_pool2d, output_size: 1}",
         roles: NONE,
         keras: "adaptive_max_pooling2d",
         only: None,
@@ -352,6 +385,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "global_avg_pool1d",
+        example: "{type: global_avg_pool1d}",
         roles: NONE,
         keras: "global_average_pooling1d",
         only: None,
@@ -360,6 +394,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "global_avg_pool2d",
+        example: "{type: global_avg_pool2d}",
         roles: NONE,
         keras: "global_average_pooling2d",
         only: None,
@@ -368,6 +403,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "global_avg_pool3d",
+        example: "{type: global_avg_pool3d}",
         roles: NONE,
         keras: "global_average_pooling3d",
         only: None,
@@ -376,6 +412,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "global_max_pool1d",
+        example: "{type: global_max_pool1d}",
         roles: NONE,
         keras: "global_max_pooling1d",
         only: None,
@@ -384,6 +421,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "global_max_pool2d",
+        example: "{type: global_max_pool2d}",
         roles: NONE,
         keras: "global_max_pooling2d",
         only: None,
@@ -392,6 +430,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "upsample",
+        example: "{type: upsample, scale_factor: 2}",
         roles: NONE,
         keras: "up_sampling2d",
         only: None,
@@ -400,6 +439,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "permute",
+        example: "{type: permute, dims: [1, 0]}",
         roles: NONE,
         keras: "permute",
         only: None,
@@ -408,6 +448,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "reshape",
+        example: "{type: reshape, shape: [-1, 64]}",
         roles: NONE,
         keras: "reshape",
         only: None,
@@ -416,6 +457,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "zero_padding1d",
+        example: "{type: zero_padding1d}",
         roles: NONE,
         keras: "zero_padding1d",
         only: None,
@@ -424,6 +466,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "zero_padding2d",
+        example: "{type: zero_padding2d}",
         roles: NONE,
         keras: "zero_padding2d",
         only: None,
@@ -432,6 +475,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "zero_padding3d",
+        example: "{type: zero_padding3d}",
         roles: NONE,
         keras: "zero_padding3d",
         only: None,
@@ -440,6 +484,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "flatten",
+        example: "{type: flatten}",
         roles: NONE,
         keras: "flatten",
         only: None,
@@ -448,6 +493,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "activation",
+        example: "{type: activation, function: relu}",
         roles: NONE,
         keras: "activation",
         only: None,
@@ -456,6 +502,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "dropout",
+        example: "{type: dropout, rate: 0.1}",
         roles: NONE,
         keras: "dropout",
         only: None,
@@ -464,6 +511,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "parameter",
+        example: "{type: parameter, shape: [1, 64], initializer: zeros}",
         roles: &["initializer"],
         keras: "parameter",
         only: None,
@@ -472,6 +520,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "sequential",
+        example: "{type: sequential, layers: [{type: dense, units: 64}]}",
         roles: NONE,
         keras: "sequential",
         only: None,
@@ -480,6 +529,7 @@ pub const LAYERS: &[LayerType] = &[
     },
     LayerType {
         name: "parallel",
+        example: "{type: parallel, merge: add, layers: [{type: dense, units: 64}, {type: dense, units: 64}]}",
         roles: NONE,
         keras: "parallel",
         only: None,

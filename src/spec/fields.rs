@@ -64,6 +64,11 @@ impl<'a> Fields<'a> {
             .filter(|n| n.value != Value::Null)
     }
 
+    /// The keys asked for so far: the keys this map accepts.
+    pub fn asked(&self) -> &[&'static str] {
+        &self.asked
+    }
+
     /// Marks `key` as known without reading it.
     pub fn allow(&mut self, key: &'static str) {
         self.asked.push(key);

@@ -409,6 +409,33 @@ fn layer_name(n: &Node) -> Option<String> {
 }
 
 fn read_layer(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Option<LayerSpec> {
+    read_layer_keys(n, lx, diags, &mut Vec::new())
+}
+
+/// The keys a layer of the type of `example` (a valid layer) accepts under `layout`.
+pub fn layer_keys(example: &Node, layout: Layout) -> Vec<&'static str> {
+    let mut diags = Diags::new();
+    let vars = expr::Vars::new(None, &[], &mut diags);
+    let lx = layers::Lower {
+        layout,
+        path: "",
+        vars: &vars,
+        scope: &expr::Scope::default(),
+        stamped: &std::cell::Cell::new(0),
+    };
+    let mut keys = Vec::new();
+    read_layer_keys(example, &lx, &mut diags, &mut keys);
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn read_layer_keys(
+    n: &Node,
+    lx: &layers::Lower<'_>,
+    diags: &mut Diags,
+    keys: &mut Vec<&'static str>,
+) -> Option<LayerSpec> {
     let layout = lx.layout;
     let mut f = Fields::new(n, "a layer", diags)?;
     f.allow("when");
@@ -509,6 +536,7 @@ fn read_layer(n: &Node, lx: &layers::Lower<'_>, diags: &mut Diags) -> Option<Lay
     }
     let inits = read_inits(&mut f, row.roles, layout);
     let kind = (row.lower)(&mut f, lx);
+    keys.extend_from_slice(f.asked());
     f.finish();
     Some(LayerSpec {
         name,
