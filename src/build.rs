@@ -4,7 +4,7 @@
 //! chunk is split across threads (rayon) and the bytes do not depend on the thread count.
 
 use crate::init::sample::Plan;
-use crate::model::{DType, Layout, Model, TensorDecl};
+use crate::model::{DType, Layout, TensorDecl};
 use rayon::prelude::*;
 
 /// Elements one thread generates at a time.
@@ -180,19 +180,23 @@ pub fn tensor_bytes(decl: &TensorDecl, layout: Layout) -> Vec<u8> {
 }
 
 /// A failure turning a model into Candle variables.
+#[cfg(feature = "candle")]
 #[derive(Debug)]
 pub struct CandleError(pub candle_core::Error);
 
+#[cfg(feature = "candle")]
 impl std::fmt::Display for CandleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "candle: {}", self.0)
     }
 }
 
+#[cfg(feature = "candle")]
 impl std::error::Error for CandleError {}
 
 /// The model as a Candle `VarMap` on the CPU, named per layout; a tied name shares its target's variable.
-pub fn build_varmap(model: &Model) -> Result<candle_nn::VarMap, CandleError> {
+#[cfg(feature = "candle")]
+pub fn build_varmap(model: &crate::model::Model) -> Result<candle_nn::VarMap, CandleError> {
     use candle_core::{Device, Tensor, Var};
     let map = candle_nn::VarMap::new();
     {

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod cli;
 pub mod diag;
 pub mod import;
 pub mod init;
@@ -22,6 +23,7 @@ pub mod layers;
 pub mod lint;
 pub mod model;
 pub mod output;
+pub mod report;
 pub mod resolve;
 pub mod schema;
 pub mod source;

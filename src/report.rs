@@ -1,7 +1,8 @@
-//! Renders a resolved model as the `summary` table or JSON.
+//! Renders a resolved model as the `summary` table or JSON (the documented summary
+//! format), and an inspection as a table.
 
-use specc::init::Dist;
-use specc::{Model, TensorDecl};
+use crate::init::Dist;
+use crate::{Model, TensorDecl};
 
 /// The initializer column: the chosen name and the distribution it gives this tensor.
 fn describe(t: &TensorDecl) -> String {
@@ -108,9 +109,9 @@ fn grid<const N: usize>(header: &[&str; N], rows: &[[String; N]], right: usize) 
 /// A mark on fans that are not the layer's meaning.
 fn star(t: &TensorDecl) -> &'static str {
     match t.fans_from {
-        specc::model::FansFrom::Layer => "",
-        specc::model::FansFrom::Storage => "*",
-        specc::model::FansFrom::Spec => "",
+        crate::model::FansFrom::Layer => "",
+        crate::model::FansFrom::Storage => "*",
+        crate::model::FansFrom::Spec => "",
     }
 }
 
@@ -169,7 +170,7 @@ pub fn table(m: &Model) -> String {
             out += &format!(
                 "  {}  {kind:<20}  {}\n",
                 pad(&printable(path), w),
-                specc::init::num(*std)
+                crate::init::num(*std)
             );
         }
     }
@@ -185,12 +186,12 @@ pub fn table(m: &Model) -> String {
 
 /// (layer path, type, predicted forward std) for every layer.
 fn signal_rows(m: &Model) -> Vec<(String, &'static str, f64)> {
-    let stds = specc::lint::signal::forward_std(m);
+    let stds = crate::lint::signal::forward_std(m);
     m.flow
         .iter()
         .zip(stds)
         .filter_map(|(step, s)| match (step, s) {
-            (specc::model::Step::Layer(l), Some(s)) => Some((l.path.clone(), l.kind, s)),
+            (crate::model::Step::Layer(l), Some(s)) => Some((l.path.clone(), l.kind, s)),
             _ => None,
         })
         .collect()
@@ -242,7 +243,7 @@ pub fn json(m: &Model) -> serde_json::Value {
 }
 
 /// The `inspect` table.
-pub fn inspection(info: &specc::inspect::Inspection) -> String {
+pub fn inspection(info: &crate::inspect::Inspection) -> String {
     let mut out = String::new();
     if !info.metadata.is_empty() {
         out += "metadata:\n";
@@ -286,7 +287,7 @@ pub fn inspection(info: &specc::inspect::Inspection) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use specc::init::num;
+    use crate::init::num;
 
     #[test]
     fn control_characters_are_escaped() {

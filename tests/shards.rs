@@ -155,6 +155,7 @@ fn bad_parts_and_sizes_are_refused() {
 }
 
 #[test]
+#[cfg(feature = "candle")]
 fn one_shard_is_a_plain_file_and_candle_reads_shards() {
     // specs/mlp.yaml built with `--max-shard-size size` into a directory of its own.
     let sharded = |size: &str| {

@@ -17,6 +17,7 @@ mod sampling;
 // Determinism: runs, threads, inserted layers, seeds, dtypes.
 mod determinism;
 // Candle: VarBuilder loads the output and runs candle_nn layers; the VarMap builder.
+#[cfg(feature = "candle")]
 mod candle;
 // Sharded output and builds in parts (Slurm, Kubernetes).
 mod shards;
