@@ -17,14 +17,29 @@ struct Model {
     model: specc::Model,
 }
 
-/// A rayon pool of `threads` workers (all cores, at most, when `None`).
-fn pool(threads: Option<usize>) -> PyResult<rayon::ThreadPool> {
+/// A rayon pool of `threads` workers (all cores, at most, when `None`), made once per
+/// count: `tensors` fills hundreds of arrays, each with the pool.
+fn pool(threads: Option<usize>) -> PyResult<std::sync::Arc<rayon::ThreadPool>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Pools = Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = threads.unwrap_or(cores).clamp(1, cores);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .map_err(|e| PyOSError::new_err(format!("cannot start {n} threads: {e}")))
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(k, _)| *k == n) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| PyOSError::new_err(format!("cannot start {n} threads: {e}")))?,
+    );
+    pools.push((n, p.clone()));
+    Ok(p)
 }
 
 impl Model {
