@@ -155,6 +155,15 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 }
 
 impl LevelArgs {
+    /// The check options these arguments give (lint levels and `--set`), or exit 2.
+    fn options(&self) -> Result<crate::Options, u8> {
+        Ok(crate::Options {
+            lints: self.levels()?,
+            set: self.set.clone(),
+            ..Default::default()
+        })
+    }
+
     /// The command line's lint levels, or exit 2 for an unknown lint name.
     fn levels(&self) -> Result<Vec<(String, crate::lint::Level)>, u8> {
         use crate::lint::Level;
@@ -357,12 +366,8 @@ fn counts(diags: &[Diagnostic]) -> (usize, usize) {
 }
 
 fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
-    let options = match levels.levels() {
-        Ok(lints) => crate::Options {
-            lints,
-            set: levels.set.clone(),
-            ..Default::default()
-        },
+    let options = match levels.options() {
+        Ok(o) => o,
         Err(code) => return code,
     };
     let mut worst = 0;
@@ -415,12 +420,8 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
-    let options = match levels.levels() {
-        Ok(lints) => crate::Options {
-            lints,
-            set: levels.set.clone(),
-            ..Default::default()
-        },
+    let options = match levels.options() {
+        Ok(o) => o,
         Err(code) => return code,
     };
     let (src, pre) = match load(path) {

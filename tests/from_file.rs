@@ -165,17 +165,10 @@ fn a_sharded_directory_and_its_index_are_sources() {
     std::fs::create_dir(&base).unwrap();
     let spec = d.path().join("base.yaml");
     std::fs::write(&spec, "name: b\ninput: [64]\nlayers:\n  - {name: a, type: dense, units: 512}\n  - {name: b, type: dense, units: 64}\n").unwrap();
-    let o = specc_cmd()
-        .args(["build", spec.to_str().unwrap(), "-o"])
-        .arg(base.join("model.safetensors"))
-        .args(["--max-shard-size", "100KB"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    crate::common::build(
+        &spec,
+        &base.join("model.safetensors"),
+        &["--max-shard-size", "100KB"],
     );
     for path in ["base", "base/model.safetensors.index.json"] {
         let grown = d.path().join("g.yaml");

@@ -97,3 +97,27 @@ def ks_2samp(a, b):
     d = np.abs(np.searchsorted(a, both, side="right") / a.size - np.searchsorted(b, both, side="right") / b.size).max()
     en = math.sqrt(a.size * b.size / (a.size + b.size))
     return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
+
+
+def torchtitan_llama3(dim, vocab, n_layers, n_heads, n_kv_heads, hidden_dim, fuse_qkv):
+    """torchtitan 0.3's Llama3Model config from its own builders (private in 0.3:
+    _build_llama3_layers and the init constants), the way its llama3 registry builds them.
+    .ci/run installs torchtitan with --no-deps; requirements.txt has what its model code
+    imports. Returns (the llama3 module, the config)."""
+    import torchtitan.models.llama3 as L
+    from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm
+    from torchtitan.models.llama3.model import Llama3Model
+
+    cfg = Llama3Model.Config(
+        dim=dim,
+        vocab_size=vocab,
+        tok_embeddings=Embedding.Config(num_embeddings=vocab, embedding_dim=dim, param_init=L._EMBEDDING_INIT),
+        norm=RMSNorm.Config(normalized_shape=dim, param_init=L._NORM_INIT),
+        lm_head=Linear.Config(in_features=dim, out_features=vocab, param_init=L._output_linear_init(dim)),
+        layers=L._build_llama3_layers(
+            fuse_qkv=fuse_qkv, n_layers=n_layers, dim=dim, n_heads=n_heads, n_kv_heads=n_kv_heads,
+            hidden_dim=hidden_dim, attn_backend="flex",
+            rope=ComplexRoPE.Config(dim=dim // n_heads, max_seq_len=128, theta=500000, scaling="llama"),
+        ),
+    )
+    return L, cfg

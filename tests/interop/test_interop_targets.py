@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import HERE_SPECS, SPECS, build, ks_2samp, specc_bin, summary
+from conftest import HERE_SPECS, SPECS, build, ks_2samp, specc_bin, summary, torchtitan_llama3
 
 # dcp.load says so even with no_dist=True: one process, no process group, is what these test.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
@@ -262,28 +262,13 @@ class TitanLlama3(nn.Module):
 
 
 def real_llama3():
-    """torchtitan 0.3's Llama3Model at TITAN's sizes, from its own config builders (.ci/run
-    installs torchtitan with --no-deps; requirements.txt has what its model code imports)."""
-    import torchtitan.models.llama3 as L
-    from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm, compute_ffn_hidden_dim
-    from torchtitan.models.llama3.model import Llama3Model
+    """torchtitan 0.3's Llama3Model at TITAN's sizes, from its own config builders."""
+    from torchtitan.models.common import compute_ffn_hidden_dim
 
     t = TITAN
-    dim, vocab = t["dim"], t["vocab_size"]
-    hidden = compute_ffn_hidden_dim(dim, multiple_of=t["multiple_of"])
-    assert hidden == titan_hidden(dim, t["multiple_of"])
-    cfg = Llama3Model.Config(
-        dim=dim,
-        vocab_size=vocab,
-        tok_embeddings=Embedding.Config(num_embeddings=vocab, embedding_dim=dim, param_init=L._EMBEDDING_INIT),
-        norm=RMSNorm.Config(normalized_shape=dim, param_init=L._NORM_INIT),
-        lm_head=Linear.Config(in_features=dim, out_features=vocab, param_init=L._output_linear_init(dim)),
-        layers=L._build_llama3_layers(
-            fuse_qkv=True, n_layers=t["n_layers"], dim=dim, n_heads=t["n_heads"], n_kv_heads=t["n_kv_heads"],
-            hidden_dim=hidden, attn_backend="flex",
-            rope=ComplexRoPE.Config(dim=dim // t["n_heads"], max_seq_len=128, theta=500000, scaling="llama"),
-        ),
-    )
+    hidden = compute_ffn_hidden_dim(t["dim"], multiple_of=t["multiple_of"])
+    assert hidden == titan_hidden(t["dim"], t["multiple_of"])
+    L, cfg = torchtitan_llama3(t["dim"], t["vocab_size"], t["n_layers"], t["n_heads"], t["n_kv_heads"], hidden, fuse_qkv=True)
     return L, cfg, cfg.build()
 
 

@@ -23,7 +23,7 @@ import transformers
 from safetensors.torch import load_file
 from torch import nn
 
-from conftest import SPECS, build, ks_2samp, specc_bin
+from conftest import SPECS, build, ks_2samp, specc_bin, torchtitan_llama3
 
 RECIPES = SPECS / "recipes"
 ALPHA = 1e-4  # per tensor; every draw is seeded (specc's and torch.manual_seed), so the outcome is fixed
@@ -249,25 +249,13 @@ def test_torchtitan_llama3_matches_torchtitan_0_3_when_installed(tmp_path):
     """torchtitan 0.3 itself (PyPI; `pip install --no-deps torchtitan==0.3.0`, its model code
     needing the spmd_types and tyro of requirements.txt): the same init with depth_init, under
     0.3's names (attention.qkv_linear.wq…, lm_head for output)."""
-    import torchtitan.models.llama3 as L
-    from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm, compute_ffn_hidden_dim
-    from torchtitan.models.llama3.model import Llama3Model
+    from torchtitan.models.common import compute_ffn_hidden_dim
 
     size = dict(dim=128, n_layers=3, n_heads=4, n_kv_heads=2, vocab_size=1000, multiple_of=64, ffn_dim_multiplier=1.3)
     got, _ = build_recipe("torchtitan-llama3.yaml", tmp_path, **size)
-    dim, vocab = 128, 1000
-    cfg = Llama3Model.Config(
-        dim=dim,
-        vocab_size=vocab,
-        tok_embeddings=Embedding.Config(num_embeddings=vocab, embedding_dim=dim, param_init=L._EMBEDDING_INIT),
-        norm=RMSNorm.Config(normalized_shape=dim, param_init=L._NORM_INIT),
-        lm_head=Linear.Config(in_features=dim, out_features=vocab, param_init=L._output_linear_init(dim)),
-        layers=L._build_llama3_layers(
-            fuse_qkv=False, n_layers=3, dim=dim, n_heads=4, n_kv_heads=2, attn_backend="flex",
-            hidden_dim=compute_ffn_hidden_dim(dim, multiple_of=64, ffn_dim_multiplier=1.3),
-            rope=ComplexRoPE.Config(dim=dim // 4, max_seq_len=128, theta=500000, scaling="llama"),
-        ),
-    )
+    dim = 128
+    hidden = compute_ffn_hidden_dim(dim, multiple_of=64, ffn_dim_multiplier=1.3)
+    _, cfg = torchtitan_llama3(dim, 1000, 3, 4, 2, hidden, fuse_qkv=False)
     torch.manual_seed(0)
     model = cfg.build()
     model.init_states()
