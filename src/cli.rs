@@ -80,6 +80,39 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Check that a safetensors file or sharded directory holds exactly what SPEC builds.
+    ///
+    /// Compares names, shapes, dtypes and every tensor's bytes, regenerated piece by piece
+    /// (bounded memory, in parallel); names the first differing element. With --stats, tests
+    /// each tensor against its declared distribution instead (a checkpoint another framework
+    /// initialized with the same recipe). Exit 0 match, 1 mismatch, 2 could not run
+    /// (unreadable file, or a spec with errors).
+    Verify {
+        /// A spec file.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// A .safetensors file, a sharded directory, or its .safetensors.index.json.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Test distributions (Kolmogorov-Smirnov per tensor) instead of comparing bytes.
+        #[arg(long)]
+        stats: bool,
+        /// Seed the build used, if it overrode the spec's (as `build --seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Element type the build used, if it overrode the spec's (as `build --dtype`).
+        #[arg(long, value_parser = ["f32", "f16", "bf16", "f64"])]
+        dtype: Option<String>,
+        /// Worker threads (default: all cores); the verdict does not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Output format: human-readable, or JSON for tools.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Replace one of the spec's `vars` (repeatable), as the build did.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        set: Vec<(String, String)>,
+    },
     /// List every tensor a spec declares: name, shape, dtype, initializer, fans, parameters.
     Summary {
         /// A spec file.
@@ -289,6 +322,27 @@ where
             }
         }
         Command::Inspect { file, format } => inspect(&file, format),
+        Command::Verify {
+            spec,
+            path,
+            stats,
+            seed,
+            dtype,
+            threads,
+            format,
+            set,
+        } => verify(
+            &spec,
+            &path,
+            crate::Options {
+                seed,
+                dtype: dtype.as_deref().and_then(crate::DType::from_spec),
+                set,
+                ..Default::default()
+            },
+            crate::verify::Options { stats, threads },
+            format,
+        ),
     }
 }
 
@@ -674,4 +728,54 @@ fn inspect(path: &Path, format: Format) -> u8 {
         Format::Human => stdout(&report::inspection(&info)),
     }
     0
+}
+
+/// `specc verify`: 0 the file is what the spec builds, 1 it is not, 2 it could not be
+/// checked (the spec has errors, or the file cannot be read).
+fn verify(
+    spec: &Path,
+    path: &Path,
+    options: crate::Options,
+    how: crate::verify::Options,
+    format: Format,
+) -> u8 {
+    let (src, pre) = match load(spec) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let checked = run_check_with(&src, pre, options);
+    let errors = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .cloned()
+        .collect::<Vec<_>>();
+    print_human(&src, &errors);
+    let Some(model) = checked.model.filter(|_| errors.is_empty()) else {
+        let (e, _) = counts(&checked.diagnostics);
+        eprintln!("{}: {e} error{}; nothing verified", src.name, plural(e));
+        return 2;
+    };
+    let start = std::time::Instant::now();
+    let verdict = match crate::verify::verify(&model, path, how) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match format {
+        Format::Json => {
+            stdout(&(serde_json::to_string_pretty(&verdict).expect("verdict serializes") + "\n"))
+        }
+        Format::Human => {
+            stdout(&report::verdict(&verdict, how.stats));
+            eprintln!(
+                "{} bytes in {:.2} s",
+                verdict.bytes,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    u8::from(!verdict.matched)
 }

@@ -160,7 +160,9 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, InspectError> {
     inspect_from(bytes)
 }
 
-fn inspect_from(src: &(impl ReadAt + ?Sized)) -> Result<Inspection, InspectError> {
+/// The header of a safetensors file: its length and what it says, checked against the
+/// file's length.
+fn read_header(src: &(impl ReadAt + ?Sized)) -> Result<(u64, Metadata), InspectError> {
     let invalid = |m: String| InspectError::Invalid(m);
     let len = src.len();
     if len < 8 {
@@ -197,6 +199,74 @@ fn inspect_from(src: &(impl ReadAt + ?Sized)) -> Result<Inspection, InspectError
             len - 8 - n
         )));
     }
+    Ok((n, meta))
+}
+
+/// One tensor of a [`Reader`]'s file: where its bytes are.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Its name.
+    pub name: String,
+    /// Its dtype.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Offset of its first byte in the file.
+    pub offset: u64,
+    /// Its bytes.
+    pub len: u64,
+}
+
+/// A safetensors file opened for positioned reads (never mapped): its metadata and
+/// tensors, read piece by piece by whoever needs them (`verify`, `report --weights`).
+pub struct Reader {
+    file: Opened,
+    /// `__metadata__`.
+    pub metadata: BTreeMap<String, String>,
+    /// The tensors, in file order.
+    pub entries: Vec<Entry>,
+}
+
+impl Reader {
+    /// Opens `path`, which must be a regular safetensors file.
+    pub fn open(path: &Path) -> Result<Reader, InspectError> {
+        let file = open_regular(path)?;
+        let (n, meta) = read_header(&file)?;
+        let entries = meta
+            .offset_keys()
+            .into_iter()
+            .map(|name| {
+                let i = meta.info(&name).expect("a key of the header");
+                Entry {
+                    dtype: i.dtype,
+                    shape: i.shape.clone(),
+                    offset: 8 + n + i.data_offsets.0 as u64,
+                    len: (i.data_offsets.1 - i.data_offsets.0) as u64,
+                    name,
+                }
+            })
+            .collect();
+        let metadata = meta
+            .metadata()
+            .clone()
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
+        Ok(Reader {
+            file,
+            metadata,
+            entries,
+        })
+    }
+
+    /// Fills `buf` from byte `offset` of the file.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), InspectError> {
+        self.file.read_at(offset, buf)
+    }
+}
+
+fn inspect_from(src: &(impl ReadAt + ?Sized)) -> Result<Inspection, InspectError> {
+    let (n, meta) = read_header(src)?;
+    let order = meta.offset_keys();
     let metadata = meta
         .metadata()
         .clone()

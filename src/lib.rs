@@ -29,6 +29,7 @@ pub mod schema;
 pub mod source;
 pub mod spec;
 pub mod syntax;
+pub mod verify;
 
 pub use diag::{Diagnostic, Severity};
 pub use model::{DType, Fans, Layout, Model, Role, TensorDecl};

@@ -242,6 +242,51 @@ pub fn json(m: &Model) -> serde_json::Value {
     })
 }
 
+/// Problems shown before "and N more".
+const SHOWN_PROBLEMS: usize = 50;
+
+/// `verify`'s verdict for people: the problems (file, tensor, what), or the match.
+pub fn verdict(v: &crate::verify::Verdict, stats: bool) -> String {
+    let mut out = String::new();
+    for p in v.problems.iter().take(SHOWN_PROBLEMS) {
+        let name = if p.tensor.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", printable(&p.tensor))
+        };
+        out += &format!("{:<12} {name}{}\n", p.kind, printable(&p.message));
+    }
+    if v.problems.len() > SHOWN_PROBLEMS {
+        out += &format!("… and {} more\n", v.problems.len() - SHOWN_PROBLEMS);
+    }
+    for h in &v.hints {
+        out += &format!("hint: {h}\n");
+    }
+    let what = if stats {
+        let tested = v.stats.iter().filter(|s| s.test != "none").count();
+        format!(
+            "{tested} of {} tensors tested against their distributions",
+            v.tensors
+        )
+    } else {
+        format!("{} tensors compared byte for byte", v.tensors)
+    };
+    out += &if v.matched {
+        format!(
+            "match: {what}, in {} file{}\n",
+            v.files.len(),
+            if v.files.len() == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "MISMATCH: {} problem{} ({what})\n",
+            v.problems.len(),
+            if v.problems.len() == 1 { "" } else { "s" }
+        )
+    };
+    out
+}
+
 /// The `inspect` table.
 pub fn inspection(info: &crate::inspect::Inspection) -> String {
     let mut out = String::new();

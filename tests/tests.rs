@@ -27,3 +27,5 @@ mod fuzz_replay;
 mod robust;
 // from_file: values from safetensors, .npy and sharded sources.
 mod from_file;
+// `specc verify`: byte comparison, shard sets, format numbers, `--stats`.
+mod verify;
