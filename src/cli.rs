@@ -113,6 +113,25 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
         set: Vec<(String, String)>,
     },
+    /// Write one self-contained HTML page about a spec: its tensors, the predicted signal per
+    /// layer against the lint band, each tensor's declared density (over a checkpoint's
+    /// histogram with --weights), and the lints at their lines.
+    ///
+    /// Exit 0 written, 1 the spec has errors (nothing written), 2 the weights cannot be read
+    /// or the page cannot be written.
+    Report {
+        /// A spec file.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// A checkpoint (file, sharded directory or index) whose values to histogram.
+        #[arg(long, value_name = "PATH")]
+        weights: Option<PathBuf>,
+        #[command(flatten)]
+        levels: LevelArgs,
+    },
     /// List every tensor a spec declares: name, shape, dtype, initializer, fans, parameters.
     Summary {
         /// A spec file.
@@ -322,6 +341,12 @@ where
             }
         }
         Command::Inspect { file, format } => inspect(&file, format),
+        Command::Report {
+            spec,
+            output,
+            weights,
+            levels,
+        } => html_report(&spec, &output, weights.as_deref(), &levels),
         Command::Verify {
             spec,
             path,
@@ -491,6 +516,10 @@ fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
         return 1;
     };
     let out = match format {
+        // The sparkline is for people looking at a terminal, not for a file or a pipe.
+        Format::Human if std::io::stdout().is_terminal() => {
+            report::table(&model) + &report::sparkline(&model)
+        }
         Format::Human => report::table(&model),
         Format::Json => {
             serde_json::to_string_pretty(&report::json(&model)).expect("summary serializes") + "\n"
@@ -778,4 +807,42 @@ fn verify(
         }
     }
     u8::from(!verdict.matched)
+}
+
+/// `specc report`: 0 written, 1 the spec has errors, 2 the weights or the output failed.
+fn html_report(spec: &Path, output: &Path, weights: Option<&Path>, levels: &LevelArgs) -> u8 {
+    let options = match levels.options() {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let (src, pre) = match load(spec) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let checked = run_check_with(&src, pre, options);
+    print_human(&src, &checked.diagnostics);
+    let Some(model) = checked.model else {
+        let (e, _) = counts(&checked.diagnostics);
+        eprintln!("{}: {e} error{}; no report written", src.name, plural(e));
+        return 1;
+    };
+    let page = match report::html::render(&src, &checked.diagnostics, &model, weights) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut inputs = vec![spec];
+    inputs.extend(weights);
+    match crate::output::write_text(output, &page, &inputs) {
+        Ok(()) => {
+            eprintln!("wrote {} ({} bytes)", output.display(), page.len());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }

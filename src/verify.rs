@@ -116,14 +116,14 @@ impl std::fmt::Display for VerifyError {
 impl std::error::Error for VerifyError {}
 
 /// A file to read, with the tensors an index says it holds (`None` without an index).
-type Listed = (PathBuf, Option<Vec<String>>);
+pub(crate) type Listed = (PathBuf, Option<Vec<String>>);
 
 /// The first differing element: its index, the file's bytes, the spec's.
 type Difference = (u64, Vec<u8>, Vec<u8>);
 
 /// The files `path` names: itself, or the shards of an index (the index itself, or the one
 /// in a directory) with the tensors it lists in each, or a directory's one safetensors file.
-fn files(path: &Path) -> Result<Vec<Listed>, VerifyError> {
+pub(crate) fn files(path: &Path) -> Result<Vec<Listed>, VerifyError> {
     let index = if path.is_dir() {
         let entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| VerifyError::Read(path.into(), InspectError::Io(e)))?
@@ -507,7 +507,7 @@ fn interval(dtype: Dtype, x: f64) -> (f64, f64) {
 }
 
 /// Reads elements `ranges` of a tensor piece by piece, calling `f(index, value)` on each.
-fn scan(
+pub(crate) fn scan(
     e: &Entry,
     reader: &Reader,
     ranges: impl IntoIterator<Item = std::ops::Range<u64>>,
@@ -539,7 +539,7 @@ fn scan(
 const RUNS: u64 = 256;
 
 /// The ranges of a `numel`-element tensor a KS test reads.
-fn sample_ranges(numel: u64) -> Vec<std::ops::Range<u64>> {
+pub(crate) fn sample_ranges(numel: u64) -> Vec<std::ops::Range<u64>> {
     if numel <= SAMPLE {
         return std::iter::once(0..numel).collect();
     }

@@ -29,3 +29,5 @@ mod robust;
 mod from_file;
 // `specc verify`: byte comparison, shard sets, format numbers, `--stats`.
 mod verify;
+// `specc report`: the HTML page, and what it never overwrites.
+mod report;

@@ -1,11 +1,14 @@
 //! Renders a resolved model as the `summary` table or JSON (the documented summary
-//! format), and an inspection as a table.
+//! format), an inspection as a table, `verify`'s verdict, and the HTML report ([`html`]).
+
+pub mod html;
+mod svg;
 
 use crate::init::Dist;
 use crate::{Model, TensorDecl};
 
 /// The initializer column: the chosen name and the distribution it gives this tensor.
-fn describe(t: &TensorDecl) -> String {
+pub(crate) fn describe(t: &TensorDecl) -> String {
     let rule = distribution(t);
     if t.choice.written == rule {
         rule
@@ -37,7 +40,7 @@ fn pad(s: &str, width: usize) -> String {
     format!("{s}{}", " ".repeat(width.saturating_sub(n)))
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -49,7 +52,7 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -64,7 +67,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn shape(s: &[u64]) -> String {
+pub(crate) fn shape(s: &[u64]) -> String {
     format!(
         "[{}]",
         s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
@@ -181,6 +184,69 @@ pub fn table(m: &Model) -> String {
         thousands(m.total_bytes()),
         bytes(m.total_bytes())
     );
+    out
+}
+
+/// Characters a sparkline is drawn with, from the band's floor to its ceiling.
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// Widest sparkline, in characters: deeper models show each column's most extreme layer.
+const SPARK_WIDTH: usize = 96;
+
+/// One line per direction of the predicted signal, a character per layer on a log scale
+/// over the lint band (`▲`/`▼` where it leaves it), for `summary` on a terminal.
+pub fn sparkline(m: &Model) -> String {
+    use crate::lint::signal::{backward_std, forward_std, BAND};
+    let (lo, hi) = (BAND.0.log10(), BAND.1.log10());
+    let layer_steps: Vec<usize> = m
+        .flow
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, crate::model::Step::Layer(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let mut out = String::new();
+    for (what, stds) in [("forward ", forward_std(m)), ("backward", backward_std(m))] {
+        let values: Vec<Option<f64>> = layer_steps
+            .iter()
+            .map(|&i| {
+                stds[i]
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .map(f64::log10)
+            })
+            .collect();
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
+        let per = values.len().div_ceil(SPARK_WIDTH).max(1);
+        let mid = (lo + hi) / 2.0;
+        let line: String = values
+            .chunks(per)
+            .map(|c| {
+                // The layer of the column farthest from the band's middle.
+                let v = c
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .max_by(|a, b| (a - mid).abs().total_cmp(&(b - mid).abs()));
+                match v {
+                    None => ' ',
+                    Some(v) if v > hi => '▲',
+                    Some(v) if v < lo => '▼',
+                    Some(v) => {
+                        SPARKS[(((v - lo) / (hi - lo)) * SPARKS.len() as f64).min(7.0) as usize]
+                    }
+                }
+            })
+            .collect();
+        out += &format!("{what} std {line}\n");
+    }
+    if !out.is_empty() {
+        out = format!(
+            "\npredicted signal per layer, log scale over [{}, {}] (▲ ▼ outside):\n{out}",
+            BAND.0, BAND.1
+        );
+    }
     out
 }
 
