@@ -56,10 +56,10 @@ pub struct Problem {
 pub struct Stat {
     /// The tensor.
     pub tensor: String,
-    /// The test: `ks`, `constant`, `table`, or `none` (structured random: orthogonal,
-    /// sparse, weight_norm's g).
+    /// The test: `ks`, `constant`, `table`, `orthogonal`, `sparse`, or `none` (weight_norm's
+    /// g, another tensor's norm).
     pub test: &'static str,
-    /// The KS statistic, or the largest deviation of a table.
+    /// The KS statistic, or the largest deviation of a table or of a Gram matrix.
     pub statistic: Option<f64>,
     /// The KS p-value.
     pub p: Option<f64>,
@@ -343,6 +343,18 @@ pub fn verify(model: &Model, path: &Path, options: Options) -> Result<Verdict, V
                         s.n
                     ),
                     ("constant", _) => format!("not every value is {}", t.init.dist(t.fans)),
+                    ("orthogonal", _) => format!(
+                        "not {}: its Gram matrix is {:.2e} from gain² · I (tolerance {:.1e})",
+                        t.init,
+                        s.statistic.unwrap_or(0.0),
+                        orthogonal_tolerance(e.dtype)
+                    ),
+                    ("sparse", _) => format!(
+                        "not {}: a column's zero count differs, or the rest do not follow N(0, std²) (KS D = {:.4}, p = {:.1e})",
+                        t.init,
+                        s.statistic.unwrap_or(0.0),
+                        s.p.unwrap_or(1.0)
+                    ),
                     _ => format!(
                         "the values differ from the {} table by up to {:.3e}",
                         t.init,
@@ -638,6 +650,71 @@ fn sorted(values: Vec<f64>) -> Vec<f64> {
         .collect()
 }
 
+/// The largest deviation of a (semi-)orthogonal tensor's Gram matrix from gain² · I, over
+/// up to 64 evenly chosen vectors of its shorter side (rows when there are no more rows
+/// than columns, as the framework flattens it).
+fn orthogonality(
+    t: &TensorDecl,
+    e: &Entry,
+    reader: &Reader,
+    gain: f64,
+    flatten: crate::init::Flatten,
+) -> Result<f64, InspectError> {
+    let numel = t.numel();
+    if numel == 0 {
+        return Ok(0.0);
+    }
+    let (rows, cols) = match flatten {
+        crate::init::Flatten::Trailing => (t.shape[0], numel / t.shape[0].max(1)),
+        crate::init::Flatten::Leading => {
+            let last = *t.shape.last().unwrap_or(&1);
+            (numel / last.max(1), last)
+        }
+    };
+    let by_rows = rows <= cols;
+    let (count, len) = if by_rows { (rows, cols) } else { (cols, rows) };
+    let k = count.min(64);
+    let picks: Vec<u64> = (0..k).map(|i| i * count / k).collect();
+    let mut vecs = vec![vec![0f64; len as usize]; k as usize];
+    if by_rows {
+        let ranges = picks.iter().map(|&r| r * cols..(r + 1) * cols);
+        scan(e, reader, ranges, |i, x| {
+            if let Ok(slot) = picks.binary_search(&(i / cols)) {
+                vecs[slot][(i % cols) as usize] = x;
+            }
+        })?;
+    } else {
+        scan(e, reader, std::iter::once(0..numel), |i, x| {
+            if let Ok(slot) = picks.binary_search(&(i % cols)) {
+                vecs[slot][(i / cols) as usize] = x;
+            }
+        })?;
+    }
+    let g2 = gain * gain;
+    let mut worst: f64 = 0.0;
+    for a in 0..vecs.len() {
+        for b in a..vecs.len() {
+            let dot: f64 = vecs[a].iter().zip(&vecs[b]).map(|(x, y)| x * y).sum();
+            let want = if a == b { 1.0 } else { 0.0 };
+            worst = worst.max((dot / g2.max(f64::MIN_POSITIVE) - want).abs());
+        }
+    }
+    Ok(worst)
+}
+
+/// How far a stored orthogonal matrix's Gram entries may be from the identity: a few
+/// roundings of the dtype, and never tighter than 1e-4 (an f32 QR, as torch's and Keras'
+/// are, is orthogonal to about 1e-5).
+fn orthogonal_tolerance(dtype: Dtype) -> f64 {
+    let eps = match dtype {
+        Dtype::BF16 => 2f64.powi(-7),
+        Dtype::F16 => 2f64.powi(-10),
+        Dtype::F32 => 2f64.powi(-23),
+        _ => 2f64.powi(-52),
+    };
+    (4.0 * eps).max(1e-4)
+}
+
 /// The `stats` test of one tensor.
 fn stat(t: &TensorDecl, e: &Entry, reader: &Reader, model: &Model) -> Result<Stat, InspectError> {
     let numel = t.numel();
@@ -744,7 +821,39 @@ fn stat(t: &TensorDecl, e: &Entry, reader: &Reader, model: &Model) -> Result<Sta
                 s.statistic = Some(worst);
                 s.pass &= worst <= 1e-4;
             }
-            // Random structure (orthogonal, sparse, weight_norm's g): no test of its own.
+            Init::Orthogonal { gain, flatten } => {
+                let worst = orthogonality(t, e, reader, *gain, *flatten)?;
+                s.test = "orthogonal";
+                s.n = numel;
+                s.statistic = Some(worst);
+                s.pass &= worst <= orthogonal_tolerance(e.dtype);
+            }
+            Init::Sparse { sparsity, std } => {
+                let (rows, cols) = (t.shape[0], t.shape[1]);
+                let zeros = (sparsity * rows as f64).ceil() as u64;
+                // Every column has exactly `zeros` zeros (torch's sparse_); the rest are N(0, std²).
+                let mut per_column = vec![0u64; cols as usize];
+                let step = numel.div_ceil(SAMPLE).max(1);
+                let mut values = Vec::new();
+                scan(e, reader, std::iter::once(0..numel), |i, x| {
+                    if x == 0.0 {
+                        per_column[(i % cols) as usize] += 1;
+                    } else if i % step == 0 {
+                        values.push(x);
+                    }
+                })?;
+                let (d, p) = if values.len() >= 2 && *std > 0.0 {
+                    ks(values, e.dtype, |x| normal_cdf(x / std))
+                } else {
+                    (0.0, 1.0)
+                };
+                s.test = "sparse";
+                s.n = numel;
+                s.statistic = Some(d);
+                s.p = Some(p);
+                s.pass &= p > ALPHA && per_column.iter().all(|&z| z == zeros);
+            }
+            // weight_norm's g is another tensor's norm: no test of its own.
             _ => {}
         },
     }

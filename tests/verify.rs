@@ -274,6 +274,29 @@ fn stats_accept_the_recipe_and_refuse_another() {
 }
 
 #[test]
+fn stats_test_the_structure_of_orthogonal_and_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    for (init, test) in [
+        ("orthogonal", "orthogonal"),
+        ("{name: sparse, sparsity: 0.3}", "sparse"),
+    ] {
+        for dtype in ["f32", "bf16"] {
+            let sp = spec(dir.path(), "s.yaml", &[300, 200, 500], dtype, init);
+            let out = dir.path().join("s.safetensors");
+            build(&sp, &out, &["--seed", "11"]);
+            let (c, v) = verdict(&[s(&sp), s(&out), "--stats"]);
+            assert_eq!(c, 0, "{init} {dtype}: {v}");
+            assert_eq!(v["stats"][0]["test"], test);
+            assert_eq!(v["stats"][2]["test"], test);
+            // The same file read as another recipe's.
+            let he = spec(dir.path(), "he.yaml", &[300, 200, 500], dtype, "he_normal");
+            let (c, v) = verdict(&[s(&he), s(&out), "--stats"]);
+            assert_eq!(c, 1, "{init} {dtype}: {v}");
+        }
+    }
+}
+
+#[test]
 fn what_cannot_be_checked_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let sp = spec(dir.path(), "a.yaml", &[8, 4], "f32", "he_normal");

@@ -120,3 +120,39 @@ def test_llama_is_its_recipe_and_linear_defaults_are_not(tmp_path, dtype):
     code, v = verify(spec, path, "--stats", "--dtype", dtype)
     assert code == 1
     assert flagged(v) == sorted(linears)
+
+
+STRUCTURED = """name: structured
+seed: 3
+layout: pytorch
+input: [300]
+layers:
+  - {name: wide, type: dense, units: 200, use_bias: false, kernel_initializer: {name: orthogonal, gain: 1.4}}
+  - {name: tall, type: dense, units: 700, use_bias: false, kernel_initializer: orthogonal}
+  - {name: sparse, type: dense, units: 100, use_bias: false, kernel_initializer: {name: sparse, sparsity: 0.3, std: 0.01}}
+"""
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_torch_orthogonal_and_sparse_pass_and_other_inits_do_not(tmp_path, dtype):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(STRUCTURED)
+    torch.manual_seed(4)
+    sd = {"wide.weight": torch.empty(200, 300), "tall.weight": torch.empty(700, 200), "sparse.weight": torch.empty(100, 700)}
+    torch.nn.init.orthogonal_(sd["wide.weight"], gain=1.4)
+    torch.nn.init.orthogonal_(sd["tall.weight"])
+    torch.nn.init.sparse_(sd["sparse.weight"], sparsity=0.3, std=0.01)
+    path = tmp_path / "s.safetensors"
+    flag = ["--dtype", "bf16"] if dtype == torch.bfloat16 else []
+    save_file({k: v.to(dtype) for k, v in sd.items()}, str(path))
+    code, v = verify(spec, path, "--stats", *flag)
+    assert code == 0, v["problems"]
+    assert [s["test"] for s in v["stats"]] == ["orthogonal", "orthogonal", "sparse"]
+    # Glorot where orthogonal belongs, orthogonal without its gain, and a sparsity of 0.2.
+    torch.nn.init.xavier_normal_(sd["tall.weight"])
+    torch.nn.init.orthogonal_(sd["wide.weight"])
+    torch.nn.init.sparse_(sd["sparse.weight"], sparsity=0.2, std=0.01)
+    save_file({k: v.to(dtype) for k, v in sd.items()}, str(path))
+    code, v = verify(spec, path, "--stats", *flag)
+    assert code == 1
+    assert flagged(v) == ["sparse.weight", "tall.weight", "wide.weight"]
