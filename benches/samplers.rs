@@ -7,6 +7,7 @@
 
 use specc::init::rng::Stream;
 use specc::init::sample::Plan;
+use specc::init::Format;
 use std::time::Instant;
 
 const N: usize = 1 << 20;
@@ -60,12 +61,32 @@ fn main() {
         mean: 0.0,
         std: 1.0,
     };
-    let mut v = vec![0f64; N];
-    let r = best(|| {
-        normal.fill_f64(0, &mut v);
-        std::hint::black_box(&v);
-    });
-    println!("{:<28} {r:>8.0} M values/s (single core)", "normal f64");
+    let f64_rows = [
+        (
+            "uniform f64",
+            Plan::Uniform {
+                stream: s,
+                low: -1.0,
+                high: 1.0,
+            },
+            Format::V2,
+        ),
+        ("normal f64 (format 1)", normal.clone(), Format::V1),
+        ("normal f64", normal, Format::V2),
+        (
+            "truncated normal f64",
+            Plan::truncated(s, 0.0, 1.0, -2.0, 2.0),
+            Format::V2,
+        ),
+    ];
+    for (name, plan, format) in f64_rows {
+        let mut v = vec![0f64; N];
+        let r = best(|| {
+            plan.fill_f64_in(format, 0, &mut v);
+            std::hint::black_box(&v);
+        });
+        println!("{name:<28} {r:>8.0} M values/s (single core)");
+    }
     let mut words = vec![0u32; N];
     let r = best(|| {
         s.words(0, &mut words);

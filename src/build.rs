@@ -58,7 +58,9 @@ impl<'a> Generator<'a> {
     /// Elements `start .. start + out.len()` as f64, as stored (rounded to the dtype).
     pub fn values_into(&self, start: u64, out: &mut [f64]) {
         match self.decl.dtype {
-            DType::F64 | DType::I64 | DType::I32 | DType::Bool => self.plan.fill_f64(start, out),
+            DType::F64 | DType::I64 | DType::I32 | DType::Bool => {
+                self.plan.fill_f64_in(self.decl.format, start, out)
+            }
             dtype => {
                 let round: fn(f32) -> f64 = match dtype {
                     DType::F16 => |x| half::f16::from_f32(x).to_f64(),
@@ -100,7 +102,7 @@ impl<'a> Generator<'a> {
                 }
                 DType::F64 => {
                     if let ([], v, []) = unsafe { chunk.align_to_mut::<f64>() } {
-                        return self.plan.fill_f64(first, v);
+                        return self.plan.fill_f64_in(self.decl.format, first, v);
                     }
                 }
                 _ => {}
@@ -114,7 +116,7 @@ impl<'a> Generator<'a> {
             if matches!(dtype, DType::F64 | DType::I64 | DType::I32 | DType::Bool) {
                 let mut v = [0f64; BLOCK];
                 let v = &mut v[..n];
-                self.plan.fill_f64(at, v);
+                self.plan.fill_f64_in(self.decl.format, at, v);
                 let out = c.chunks_exact_mut(size).zip(v.iter());
                 match dtype {
                     DType::F64 => out.for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),

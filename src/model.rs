@@ -224,6 +224,8 @@ pub struct TensorDecl {
     pub zeroed: Option<std::ops::Range<u64>>,
     /// The seed its values derive from.
     pub seed: u64,
+    /// The generator format its values follow (the spec's `specc_format`).
+    pub format: crate::init::Format,
     /// The spec text that defines it (the initializer if written, else the layer).
     pub span: Span,
 }
@@ -257,6 +259,8 @@ pub struct Tie {
 pub struct Model {
     /// The spec's `name`.
     pub name: String,
+    /// The generator format of every tensor (the spec's `specc_format`, default current).
+    pub format: crate::init::Format,
     /// Naming and storage convention.
     pub layout: Layout,
     /// The model seed (after any override).

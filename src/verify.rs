@@ -216,18 +216,25 @@ pub fn verify(model: &Model, path: &Path, options: Options) -> Result<Verdict, V
     }
     // Every tensor the files hold, where.
     let mut found: BTreeMap<&str, (usize, &Entry)> = BTreeMap::new();
+    // The generator format each file was built with: its tensors are regenerated in it.
+    let mut formats: Vec<Option<crate::init::Format>> = Vec::with_capacity(readers.len());
     for (k, (shown, r)) in readers.iter().enumerate() {
-        if let Some(f) = r.metadata.get("specc_format").filter(|f| *f != "1") {
-            if !options.stats {
-                problems.push(Problem {
-                    tensor: String::new(),
-                    kind: "format",
-                    message: format!("`{shown}` was built by specc format {f}; this specc regenerates format 1, so its bytes differ by design (`--stats` tests the distributions)"),
-                    element: None,
-                    file: Some(shown.clone()),
-                });
-            }
+        let format = match r.metadata.get("specc_format") {
+            // Not a specc build (or written before format numbers): the spec's own.
+            None => Some(model.format),
+            Some(f) => f.parse().ok().and_then(crate::init::Format::from_number),
+        };
+        if format.is_none() && !options.stats {
+            let f = r.metadata.get("specc_format").map_or("", String::as_str);
+            problems.push(Problem {
+                tensor: String::new(),
+                kind: "format",
+                message: format!("`{shown}` was built by specc format {f}; this specc generates formats 1 and 2, so its bytes cannot be regenerated (`--stats` tests the distributions)"),
+                element: None,
+                file: Some(shown.clone()),
+            });
         }
+        formats.push(format);
         for e in &r.entries {
             if found.insert(&e.name, (k, e)).is_some() {
                 problems.push(Problem {
@@ -245,7 +252,7 @@ pub fn verify(model: &Model, path: &Path, options: Options) -> Result<Verdict, V
         .filter(|p| p.kind == "missing")
         .map(|p| p.tensor.clone())
         .collect();
-    let format_mismatch = problems.iter().any(|p| p.kind == "format");
+
     let ties: BTreeMap<&str, &str> = model
         .ties
         .iter()
@@ -365,9 +372,13 @@ pub fn verify(model: &Model, path: &Path, options: Options) -> Result<Verdict, V
             });
             return Ok((p, Some(s), e.len));
         }
-        if format_mismatch {
+        let Some(format) = formats[k] else {
             return Ok((None, None, 0));
-        }
+        };
+        // The tensor as the file's format makes it.
+        let mut t = t.clone();
+        t.format = format;
+        let t = &t;
         Ok(match first_difference(t, e, reader, model).map_err(read)? {
             None => (None, None, e.len),
             Some((el, file, want)) => {

@@ -2,7 +2,7 @@
 //! test on 200k samples with a fixed seed; exact checks for the structured ones.
 
 use specc::build::Generator;
-use specc::init::{normal_cdf, Flatten, Init, TRUNC_STD_2};
+use specc::init::{normal_cdf, Flatten, Format, Init, TRUNC_STD_2};
 use specc::model::{FansFrom, InitChoice, InitSource, Layout, Role, TensorDecl};
 use specc::{DType, Fans};
 
@@ -31,6 +31,7 @@ fn decl(init: Init, shape: &[u64], fans: (u64, u64), dtype: DType) -> TensorDecl
         trainable: true,
         zeroed: None,
         seed: 1234,
+        format: specc::init::Format::CURRENT,
         span: Default::default(),
     }
 }
@@ -534,13 +535,26 @@ fn half_precision_is_f32_rounded_to_nearest_even() {
     }
 }
 
-/// The first values of every sampler, pinned: an accidental change of the algorithm
-/// (which would change the format) fails here. Values were checked against the
-/// distributions above before being pinned.
+/// The first values of every sampler, pinned, in both generator formats: an accidental
+/// change of an algorithm (which would change the format) fails here, and format 2 leaves
+/// every sampler but f64's normals and orthogonal as format 1 had it. Values were checked
+/// against the distributions above before being pinned.
 #[test]
 fn first_values_are_pinned() {
+    for format in [Format::V1, Format::V2] {
+        pinned_in(format);
+    }
+}
+
+fn in_format(mut d: TensorDecl, format: Format) -> TensorDecl {
+    d.format = format;
+    d
+}
+
+fn pinned_in(format: Format) {
+    let v2 = format == Format::V2;
     let first = |init: Init, dtype: DType| {
-        let d = decl(init, &[4], (1, 1), dtype);
+        let d = in_format(decl(init, &[4], (1, 1), dtype), format);
         Generator::new(&d, Layout::Pytorch).values_f64()
     };
     let cases: Vec<(&str, Init, DType, [f64; 4])> = vec![
@@ -589,7 +603,11 @@ fn first_values_are_pinned() {
                 std: 1.0,
             },
             DType::F64,
-            PIN_NORMAL_F64,
+            if v2 {
+                PIN_NORMAL_F64_V2
+            } else {
+                PIN_NORMAL_F64
+            },
         ),
         (
             "trunc f64",
@@ -600,7 +618,7 @@ fn first_values_are_pinned() {
                 high: 2.0,
             },
             DType::F64,
-            PIN_TRUNC_F64,
+            if v2 { PIN_TRUNC_F64_V2 } else { PIN_TRUNC_F64 },
         ),
         (
             "bf16",
@@ -614,31 +632,42 @@ fn first_values_are_pinned() {
     ];
     for (what, init, dtype, want) in cases {
         let got = first(init, dtype);
-        assert_eq!(got, want, "{what}");
+        assert_eq!(got, want, "{what}, format {format:?}");
     }
     let o = Generator::new(
-        &decl(
-            Init::Orthogonal {
-                gain: 1.0,
-                flatten: Flatten::Trailing,
-            },
-            &[2, 2],
-            (1, 1),
-            DType::F32,
+        &in_format(
+            decl(
+                Init::Orthogonal {
+                    gain: 1.0,
+                    flatten: Flatten::Trailing,
+                },
+                &[2, 2],
+                (1, 1),
+                DType::F32,
+            ),
+            format,
         ),
         Layout::Pytorch,
     )
     .values_f64();
-    assert_eq!(o, PIN_ORTHOGONAL_2X2);
+    let want = if v2 {
+        PIN_ORTHOGONAL_2X2_V2
+    } else {
+        PIN_ORTHOGONAL_2X2
+    };
+    assert_eq!(o, want, "orthogonal, format {format:?}");
     let s = Generator::new(
-        &decl(
-            Init::Sparse {
-                sparsity: 0.5,
-                std: 1.0,
-            },
-            &[2, 2],
-            (1, 1),
-            DType::F32,
+        &in_format(
+            decl(
+                Init::Sparse {
+                    sparsity: 0.5,
+                    std: 1.0,
+                },
+                &[2, 2],
+                (1, 1),
+                DType::F32,
+            ),
+            format,
         ),
         Layout::Pytorch,
     )
@@ -681,6 +710,25 @@ const PIN_TRUNC_F64: [f64; 4] = [
     -0.3905776920383701,
     1.2687409797201896,
     1.320523402619626,
+];
+// Format 2's f64 normals (PPND16): within a few ulps of format 1's, other bits.
+const PIN_NORMAL_F64_V2: [f64; 4] = [
+    -0.657330365781389,
+    -0.41024915125794015,
+    1.383165299483616,
+    1.4470280953533474,
+];
+const PIN_TRUNC_F64_V2: [f64; 4] = [
+    -0.6230988322738595,
+    -0.3905776920383702,
+    1.2687409797201896,
+    1.320523402619626,
+];
+const PIN_ORTHOGONAL_2X2_V2: [f64; 4] = [
+    -0.8483359217643738,
+    -0.5294584035873413,
+    -0.5294584035873413,
+    0.8483359217643738,
 ];
 const PIN_NORMAL_BF16: [f64; 4] = [-0.65625, 0.16015625, -0.41015625, 0.6328125];
 const PIN_ORTHOGONAL_2X2: [f64; 4] = [
@@ -731,6 +779,55 @@ fn every_kernel_gives_the_same_bits() {
                     .position(|(a, b)| a.to_bits() != b.to_bits());
                 assert_eq!(differ, None, "{k:?} vs portable, {plan:?} from {start}");
             }
+        }
+        // And the f64 samplers, in both formats.
+        for format in [Format::V1, Format::V2] {
+            for (start, len) in [(0u64, 300_007usize), (3, 1), (5, 517), (4093, 20_001)] {
+                let mut want = vec![0f64; len];
+                plan.fill_f64_with(Kernel::Portable, format, start, &mut want);
+                for &k in &kernels[1..] {
+                    let mut got = vec![0f64; len];
+                    plan.fill_f64_with(k, format, start, &mut got);
+                    let differ = want
+                        .iter()
+                        .zip(&got)
+                        .position(|(a, b)| a.to_bits() != b.to_bits());
+                    assert_eq!(
+                        differ, None,
+                        "{k:?} vs portable, f64 {format:?}, {plan:?} from {start}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Format 2's f64 normal sampler (two passes: central formula everywhere, tails redone)
+/// gives exactly PPND16 on each value, and format 1's the Halley-refined inverse.
+#[test]
+fn f64_normals_are_their_formats_inverse_cdf() {
+    use specc::init::rng::Stream;
+    use specc::init::sample::Plan;
+    use specc::init::special::{inv_norm_cdf_f64, inv_norm_cdf_f64_v2};
+    let stream = Stream::new(9, "f64", "values");
+    let plan = Plan::Normal {
+        stream,
+        mean: 0.0,
+        std: 1.0,
+    };
+    let n = 100_000;
+    let mut words = vec![0u32; 2 * n];
+    stream.words(0, &mut words);
+    for (format, phi) in [
+        (Format::V1, inv_norm_cdf_f64 as fn(f64) -> f64),
+        (Format::V2, inv_norm_cdf_f64_v2),
+    ] {
+        let mut got = vec![0f64; n];
+        plan.fill_f64_in(format, 0, &mut got);
+        for (i, g) in got.iter().enumerate() {
+            let x = ((words[2 * i] as u64) << 20) | (words[2 * i + 1] as u64 >> 12);
+            let p = (x as f64 + 0.5) / 4_503_599_627_370_496.0;
+            assert_eq!(g.to_bits(), phi(p).to_bits(), "{format:?} element {i}");
         }
     }
 }

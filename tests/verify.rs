@@ -216,25 +216,77 @@ fn another_seed_is_hinted_and_another_format_number_is_reported() {
     assert_eq!(code(&o), 1);
     assert!(text(&o).contains("try `--seed 99`"), "{}", text(&o));
     assert_eq!(code(&run(&["verify", s(&sp), s(&out), "--seed", "99"])), 0);
-    // The same bytes, claiming format 2: not compared byte for byte, and said so.
+    // The same bytes, claiming format 9: not compared byte for byte, and said so.
     let bytes = std::fs::read(&out).unwrap();
     let at = bytes
         .windows(18)
-        .position(|w| w == b"\"specc_format\":\"1\"")
+        .position(|w| w == b"\"specc_format\":\"2\"")
         .unwrap();
     let mut other = bytes.clone();
-    other[at + 16] = b'2';
-    let two = dir.path().join("two.safetensors");
-    std::fs::write(&two, other).unwrap();
-    let (c, v) = verdict(&[s(&sp), s(&two), "--seed", "99"]);
+    other[at + 16] = b'9';
+    let nine = dir.path().join("nine.safetensors");
+    std::fs::write(&nine, other).unwrap();
+    let (c, v) = verdict(&[s(&sp), s(&nine), "--seed", "99"]);
     assert_eq!(c, 1, "{v}");
     assert_eq!(v["problems"][0]["kind"], "format");
     assert!(v["problems"][0]["message"]
         .as_str()
         .unwrap()
-        .contains("format 2"));
+        .contains("format 9"));
     // Its distributions can still be tested.
-    assert_eq!(code(&run(&["verify", s(&sp), s(&two), "--stats"])), 0);
+    assert_eq!(code(&run(&["verify", s(&sp), s(&nine), "--stats"])), 0);
+}
+
+#[test]
+fn a_format_1_build_is_regenerated_in_format_1() {
+    // f64 normals and orthogonal differ between formats 1 and 2; everything else is equal.
+    let dir = tempfile::tempdir().unwrap();
+    let spec_text = |format: &str| {
+        format!("name: f\nseed: 3\n{format}dtype: f64\ninput: [40]\nlayers:\n  - {{name: a, type: dense, units: 30, kernel_initializer: orthogonal}}\n  - {{name: b, type: dense, units: 20, kernel_initializer: {{name: normal, std: 0.1}}}}\n")
+    };
+    let one = dir.path().join("one.yaml");
+    let now = dir.path().join("now.yaml");
+    std::fs::write(&one, spec_text("specc_format: 1\n")).unwrap();
+    std::fs::write(&now, spec_text("")).unwrap();
+    let (f1, f2) = (
+        dir.path().join("1.safetensors"),
+        dir.path().join("2.safetensors"),
+    );
+    build(&one, &f1, &[]);
+    build(&now, &f2, &[]);
+    assert_ne!(std::fs::read(&f1).unwrap(), std::fs::read(&f2).unwrap());
+    let meta = |p: &Path| {
+        Reader::open(p)
+            .unwrap()
+            .metadata
+            .get("specc_format")
+            .cloned()
+    };
+    assert_eq!(
+        (meta(&f1).as_deref(), meta(&f2).as_deref()),
+        (Some("1"), Some("2"))
+    );
+    // Each file matches the spec in its own format, whichever the spec asks for.
+    for spec in [&one, &now] {
+        for file in [&f1, &f2] {
+            let (c, v) = verdict(&[s(spec), s(file)]);
+            assert_eq!(c, 0, "{} {}: {v}", spec.display(), file.display());
+        }
+    }
+    // A flipped byte in the format-1 file is still found.
+    flip(&f1, "a.weight", 7);
+    let (c, v) = verdict(&[s(&now), s(&f1)]);
+    assert_eq!(
+        (c, v["problems"][0]["element"].as_u64()),
+        (1, Some(7)),
+        "{v}"
+    );
+    // A format this specc does not know is an error at the spec's line.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, spec_text("specc_format: 7\n")).unwrap();
+    let o = run(&["check", s(&bad)]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("specc_format 7"), "{}", text(&o));
 }
 
 #[test]

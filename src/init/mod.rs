@@ -8,6 +8,7 @@
 
 pub mod file;
 mod names;
+pub mod orthogonal;
 pub mod rng;
 pub mod sample;
 pub mod special;
@@ -50,6 +51,41 @@ pub enum Flatten {
     Trailing,
     /// Keras: columns = shape[-1], rows = the product of the rest.
     Leading,
+}
+
+/// The generator's format number (SPEC.md §5, docs/determinism.md): the algorithms that
+/// turn a seed into values. Format 2 changed f64 normals (PPND16 with fixed operations in
+/// place of Halley steps on libm's erfc) and orthogonal (reflectors from fresh normals,
+/// blocked); every other initializer's bits are format 1's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+pub enum Format {
+    /// The first wave's algorithms (`specc_format: 1` in a spec reaches them).
+    V1,
+    /// The current algorithms.
+    #[default]
+    V2,
+}
+
+impl Format {
+    /// The format new builds use.
+    pub const CURRENT: Format = Format::V2;
+
+    /// Its number, as the metadata records it.
+    pub fn number(self) -> u32 {
+        match self {
+            Format::V1 => 1,
+            Format::V2 => 2,
+        }
+    }
+
+    /// The format of a number, if this specc can generate it.
+    pub fn from_number(n: u64) -> Option<Format> {
+        match n {
+            1 => Some(Format::V1),
+            2 => Some(Format::V2),
+            _ => None,
+        }
+    }
 }
 
 /// The std of a standard normal truncated to [-2, 2] (Keras' variance-scaling correction).

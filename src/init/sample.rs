@@ -16,9 +16,10 @@
 pub use super::rng::Kernel;
 use super::rng::Stream;
 use super::special::{
-    inv_norm_cdf_central_f32, inv_norm_cdf_f32, inv_norm_cdf_f64, inv_norm_cdf_tail_f32,
+    inv_norm_cdf_central_f32, inv_norm_cdf_central_f64, inv_norm_cdf_f32, inv_norm_cdf_f64,
+    inv_norm_cdf_tail_f32, inv_norm_cdf_tail_f64,
 };
-use super::{normal_cdf, Dist, Flatten, Init};
+use super::{normal_cdf, Dist, Flatten, Format, Init};
 use crate::model::{Layout, TensorDecl};
 
 /// Everything needed to produce any element of one tensor.
@@ -133,7 +134,7 @@ impl Plan {
                 at: (*units..2 * units).collect(),
             },
             (Init::Orthogonal { gain, flatten }, _) => {
-                orthogonal(values(), &t.shape, *flatten, *gain)
+                orthogonal(values(), &t.shape, *flatten, *gain, t.format)
             }
             (Init::Sparse { sparsity, std }, _) => Plan::Whole(sparse(t, *sparsity, *std)),
             (
@@ -153,7 +154,7 @@ impl Plan {
             (Init::RelativePositionIndex { window }, _) => {
                 Plan::Whole(relative_position_index(*window))
             }
-            (Init::NormOf { dim, of }, _) => Plan::Whole(norm_of(of, *dim, layout)),
+            (Init::NormOf { dim, of }, _) => Plan::Whole(norm_of(of, *dim, layout, t.format)),
             (Init::FromFile(v), _) => Plan::File(
                 v.bound
                     .clone()
@@ -321,36 +322,91 @@ impl Plan {
         }
     }
 
-    /// Elements `start .. start + out.len()` in f64 (for f64 tensors).
+    /// Elements `start .. start + out.len()` in f64 (for f64 tensors), current format.
     pub fn fill_f64(&self, start: u64, out: &mut [f64]) {
-        match self {
-            Plan::Constant(v) => out.fill(*v),
-            Plan::File(b) => b.fill_f64(start, out),
-            Plan::Uniform { stream, low, high } => {
+        self.fill_f64_in(Format::CURRENT, start, out)
+    }
+
+    /// [`Plan::fill_f64`] as generator `format` makes them (format 1's f64 normals take
+    /// Halley steps on libm's erfc; format 2's are PPND16).
+    pub fn fill_f64_in(&self, format: Format, start: u64, out: &mut [f64]) {
+        self.fill_f64_with(Kernel::best(), format, start, out)
+    }
+
+    /// [`Plan::fill_f64_in`] compiled for `kernel`; every kernel gives the same bits.
+    ///
+    /// # Panics
+    /// If this CPU cannot run `kernel` (see [`Kernel::available`]).
+    pub fn fill_f64_with(&self, kernel: Kernel, format: Format, start: u64, out: &mut [f64]) {
+        assert!(kernel.runs_here(), "this CPU cannot run {kernel:?}");
+        match kernel {
+            Kernel::Portable => self.fill_f64_impl(kernel, format, start, out),
+            // SAFETY (both): the CPU has the features, checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { self.fill_f64_avx2(format, start, out) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { self.fill_f64_avx512(format, start, out) },
+        }
+    }
+
+    // The same code as the portable one, compiled for wider vectors: lane-wise unfused IEEE
+    // arithmetic and integer operations, so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn fill_f64_avx512(&self, format: Format, start: u64, out: &mut [f64]) {
+        self.fill_f64_impl(Kernel::Avx512, format, start, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_f64_avx2(&self, format: Format, start: u64, out: &mut [f64]) {
+        self.fill_f64_impl(Kernel::Avx2, format, start, out)
+    }
+
+    /// The f64 samplers with `kernel`'s random words.
+    #[inline(always)]
+    fn fill_f64_impl(&self, kernel: Kernel, format: Format, start: u64, out: &mut [f64]) {
+        match (self, format) {
+            (Plan::Constant(v), _) => out.fill(*v),
+            (Plan::File(b), _) => b.fill_f64(start, out),
+            (Plan::Uniform { stream, low, high }, _) => {
                 let span = high - low;
-                with_pairs(stream, start, out, |w0, w1| low + span * u53(w0, w1));
+                with_pairs(stream, kernel, start, out, |w0, w1| {
+                    low + span * u53(w0, w1)
+                });
             }
-            Plan::Normal { stream, mean, std } => {
-                with_pairs(stream, start, out, |w0, w1| {
+            (Plan::Normal { stream, mean, std }, Format::V1) => {
+                with_pairs(stream, kernel, start, out, |w0, w1| {
                     mean + std * inv_norm_cdf_f64(p52(w0, w1))
                 });
             }
-            Plan::Truncated {
-                stream,
-                mean,
-                std,
-                alpha,
-                beta,
-                mirror,
-                low,
-                high,
-            } => {
+            (Plan::Normal { stream, mean, std }, Format::V2) => {
+                normal_f64(stream, kernel, start, out, |p| p, |z| mean + std * z);
+            }
+            (
+                Plan::Truncated {
+                    stream,
+                    mean,
+                    std,
+                    alpha,
+                    beta,
+                    mirror,
+                    low,
+                    high,
+                },
+                format,
+            ) => {
                 let sign = if *mirror { -1.0 } else { 1.0 };
-                with_pairs(stream, start, out, |w0, w1| {
-                    let p = (alpha + (beta - alpha) * p52(w0, w1))
-                        .clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON / 2.0);
-                    (mean + std * (sign * inv_norm_cdf_f64(p))).clamp(*low, *high)
-                });
+                let to_p = |p: f64| {
+                    (alpha + (beta - alpha) * p).clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON / 2.0)
+                };
+                let finish = |z: f64| (mean + std * (sign * z)).clamp(*low, *high);
+                match format {
+                    Format::V1 => with_pairs(stream, kernel, start, out, |w0, w1| {
+                        finish(inv_norm_cdf_f64(to_p(p52(w0, w1))))
+                    }),
+                    Format::V2 => normal_f64(stream, kernel, start, out, to_p, finish),
+                }
             }
             _ => self.fill_structured(start, out, |x| x),
         }
@@ -397,14 +453,23 @@ fn p23(w: u32) -> f32 {
     ((w >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
 }
 
+/// An integer below 2⁵² as f64, exactly: 2⁵² + x has x as its mantissa. Integer and
+/// floating-point operations that vectorize on every x86-64 (u64 → f64 needs AVX-512DQ).
+#[inline(always)]
+fn small_to_f64(x: u64) -> f64 {
+    f64::from_bits(0x4330_0000_0000_0000 | x) - 4_503_599_627_370_496.0
+}
+
 #[inline(always)]
 fn u53(w0: u32, w1: u32) -> f64 {
-    (((w0 as u64) << 21) | (w1 as u64 >> 11)) as f64 * (1.0 / 9_007_199_254_740_992.0)
+    // w0 · 2²¹ + (w1 >> 11), both parts and the sum exact: the bits of `as f64` on the u53.
+    (small_to_f64(w0 as u64) * 2_097_152.0 + small_to_f64(w1 as u64 >> 11))
+        * (1.0 / 9_007_199_254_740_992.0)
 }
 
 #[inline(always)]
 fn p52(w0: u32, w1: u32) -> f64 {
-    ((((w0 as u64) << 20) | (w1 as u64 >> 12)) as f64 + 0.5) * (1.0 / 4_503_599_627_370_496.0)
+    (small_to_f64(((w0 as u64) << 20) | (w1 as u64 >> 12)) + 0.5) * (1.0 / 4_503_599_627_370_496.0)
 }
 
 /// Maps word `start + i` to `out[i]`.
@@ -514,16 +579,56 @@ unsafe fn tail_indices(ps: &[f32], idx: &mut [u32]) -> usize {
 }
 
 /// Maps words `2(start + i)` and `2(start + i) + 1` to `out[i]`.
-fn with_pairs(stream: &Stream, start: u64, out: &mut [f64], f: impl Fn(u32, u32) -> f64) {
-    let mut buf = [0u32; 256];
+fn with_pairs(
+    stream: &Stream,
+    kernel: Kernel,
+    start: u64,
+    out: &mut [f64],
+    f: impl Fn(u32, u32) -> f64,
+) {
+    let mut buf = [0u32; 1024];
     let mut pos = start * 2;
-    for chunk in out.chunks_mut(128) {
+    for chunk in out.chunks_mut(512) {
         let words = &mut buf[..chunk.len() * 2];
-        stream.words(pos, words);
-        for (i, o) in chunk.iter_mut().enumerate() {
-            *o = f(words[2 * i], words[2 * i + 1]);
+        stream.words_with(kernel, pos, words);
+        for (o, w) in chunk.iter_mut().zip(words.chunks_exact(2)) {
+            *o = f(w[0], w[1]);
         }
         pos += words.len() as u64;
+    }
+}
+
+/// Format 2's normal-family f64 values in two passes per 256: PPND16's central formula for
+/// every value (it vectorizes), then its tail formula for the values beyond |p − ½| = 0.425
+/// (~15%). The same bits as [`inv_norm_cdf_f64_v2`] on every value.
+#[inline(always)]
+fn normal_f64(
+    stream: &Stream,
+    kernel: Kernel,
+    start: u64,
+    out: &mut [f64],
+    to_p: impl Fn(f64) -> f64,
+    finish: impl Fn(f64) -> f64,
+) {
+    const C: usize = 256;
+    let mut words = [0u32; 2 * C];
+    let mut ps = [0f64; C];
+    let mut pos = start * 2;
+    for chunk in out.chunks_mut(C) {
+        let n = chunk.len();
+        stream.words_with(kernel, pos, &mut words[..2 * n]);
+        for (p, w) in ps[..n].iter_mut().zip(words.chunks_exact(2)) {
+            *p = to_p(p52(w[0], w[1]));
+        }
+        for (o, &p) in chunk.iter_mut().zip(&ps[..n]) {
+            *o = finish(inv_norm_cdf_central_f64(p - 0.5));
+        }
+        for (o, &p) in chunk.iter_mut().zip(&ps[..n]) {
+            if (p - 0.5).abs() > 0.425 {
+                *o = finish(inv_norm_cdf_tail_f64(p));
+            }
+        }
+        pos += 2 * n as u64;
     }
 }
 
@@ -622,7 +727,12 @@ fn relative_position_index([h, w]: [u64; 2]) -> Vec<f64> {
 
 /// weight_norm's g: ‖v‖ over every axis but `dim` (all of v for `None`), from v's values as
 /// stored (rounded to v's dtype), accumulated in f64 while v is generated piece by piece.
-fn norm_of(of: &super::TensorSource, dim: Option<usize>, layout: Layout) -> Vec<f64> {
+fn norm_of(
+    of: &super::TensorSource,
+    dim: Option<usize>,
+    layout: Layout,
+    format: super::Format,
+) -> Vec<f64> {
     let decl = TensorDecl {
         name: of.name.clone(),
         layer: String::new(),
@@ -642,6 +752,7 @@ fn norm_of(of: &super::TensorSource, dim: Option<usize>, layout: Layout) -> Vec<
         trainable: true,
         zeroed: None,
         seed: of.seed,
+        format,
         span: crate::source::Span::default(),
     };
     let g = crate::build::Generator::new(&decl, layout);
@@ -669,21 +780,29 @@ fn norm_of(of: &super::TensorSource, dim: Option<usize>, layout: Layout) -> Vec<
 ///
 /// Draw A (max(r, c) × min(r, c)) row-major from the f64 normal stream, Householder QR in
 /// f64, multiply Q's columns by sign(diag R), transpose when r < c.
-fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64) -> Plan {
+fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64, format: Format) -> Plan {
     let numel: u64 = shape.iter().product();
     let (rows, cols) = match flatten {
         Flatten::Trailing => (shape[0], numel / shape[0]),
         Flatten::Leading => (numel / shape[shape.len() - 1], shape[shape.len() - 1]),
     };
     let (m, n) = (rows.max(cols) as usize, rows.min(cols) as usize);
-    let mut a = vec![0.0f64; m * n];
-    Plan::Normal {
-        stream,
-        mean: 0.0,
-        std: 1.0,
-    }
-    .fill_f64(0, &mut a);
-    qr_q_in_place(&mut a, m, n);
+    let mut a = match format {
+        // Format 1: Householder QR of an m × n matrix of normals, Q formed column by column.
+        Format::V1 => {
+            let mut a = vec![0.0f64; m * n];
+            Plan::Normal {
+                stream,
+                mean: 0.0,
+                std: 1.0,
+            }
+            .fill_f64_in(Format::V1, 0, &mut a);
+            qr_q_in_place(&mut a, m, n);
+            a
+        }
+        // Format 2: reflectors from fresh normals, Q formed in blocks (init::orthogonal).
+        Format::V2 => super::orthogonal::orthogonal_q(stream, m, n),
+    };
     a.iter_mut().for_each(|x| *x *= gain);
     if rows >= cols {
         Plan::Whole(a)
@@ -912,7 +1031,7 @@ mod tests {
                 mean: 0.0,
                 std: 1.0,
             }
-            .fill_f64(0, &mut a);
+            .fill_f64_in(Format::V1, 0, &mut a);
             // A zero column and a repeated one: reflectors of norm 0 and exact cancellations.
             if n >= 3 {
                 for i in 0..m {
@@ -932,7 +1051,7 @@ mod tests {
         let stream = Stream::new(5, "wide", "values");
         let (rows, cols) = (3u64, 8u64);
         let Plan::WholeTransposed { values, .. } =
-            orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0)
+            orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0, Format::V1)
         else {
             panic!("a wide matrix keeps its Q");
         };
@@ -942,10 +1061,10 @@ mod tests {
             mean: 0.0,
             std: 1.0,
         }
-        .fill_f64(0, &mut a);
+        .fill_f64_in(Format::V1, 0, &mut a);
         let q = qr_q_reference(&mut a, 8, 3);
         assert_eq!(values, q);
-        let plan = orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0);
+        let plan = orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0, Format::V1);
         let mut out = vec![0.0f64; 24];
         plan.fill_f64(0, &mut out);
         for r in 0..3 {

@@ -371,6 +371,8 @@ impl Cx<'_> {
             trainable,
             zeroed: d.zeroed,
             seed: seed.unwrap_or(self.seed),
+            // The spec's format is set on every tensor once resolved.
+            format: crate::init::Format::CURRENT,
             span,
         })
     }

@@ -100,7 +100,7 @@ pub fn metadata(
         .into(),
     );
     m.insert("specc_version".into(), env!("CARGO_PKG_VERSION").into());
-    m.insert("specc_format".into(), "1".into());
+    m.insert("specc_format".into(), model.format.number().to_string());
     m.insert("model".into(), model.name.clone());
     m.insert(
         "layout".into(),

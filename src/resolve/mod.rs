@@ -125,11 +125,16 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Diags) -> Mo
             .help("check the layer sizes for a typo"),
         );
     }
+    let mut tensors = w.tensors;
+    for t in &mut tensors {
+        t.format = spec.format;
+    }
     Model {
         name: spec.name.value.clone(),
+        format: spec.format,
         layout: spec.layout,
         seed: spec.seed,
-        tensors: w.tensors,
+        tensors,
         ties: w.ties,
         flow: w.flow,
         lint_levels: spec

@@ -41,6 +41,8 @@ pub struct Spec {
     pub name: Sp<String>,
     /// `seed` (0 when absent).
     pub seed: u64,
+    /// The generator format (`specc_format`, default the current one).
+    pub format: crate::init::Format,
     /// `dtype` (f32 when absent).
     pub dtype: DType,
     /// `layout` (pytorch when absent).
@@ -130,6 +132,21 @@ pub fn lower(root: &Node, set: &[(String, String)], diags: &mut Diags) -> Option
         }
     };
     let seed = f.u64("seed").map_or(0, |s| s.value);
+    let format = match f.u64("specc_format") {
+        None => crate::init::Format::CURRENT,
+        Some(n) => crate::init::Format::from_number(n.value).unwrap_or_else(|| {
+            f.diags.push(
+                Diagnostic::error(
+                    diag::INVALID_VALUE,
+                    n.span,
+                    format!("specc_format {} is not one this specc generates", n.value),
+                )
+                .label("format number")
+                .help("write `specc_format: 2` (the current one) or `1` (the first wave's)"),
+            );
+            crate::init::Format::CURRENT
+        }),
+    };
     let dtype = dtype_field(&mut f).unwrap_or(DType::F32);
     let input = f.node("input").and_then(|n| {
         let Value::Seq(items) = &n.value else {
@@ -186,6 +203,7 @@ pub fn lower(root: &Node, set: &[(String, String)], diags: &mut Diags) -> Option
     Some(Spec {
         name,
         seed,
+        format,
         dtype,
         layout,
         input,

@@ -1,0 +1,54 @@
+//! Orthogonal init (format 2's blocked reflectors) beside `torch.nn.init.orthogonal_`:
+//! time per matrix and ‖QᵀQ − I‖ (max entry, on 64 columns), for bench/run.sh.
+//!
+//! Run: `cargo bench --bench orthogonal -- [ROWSxCOLS ...]` (default 1024x1024 4096x4096
+//! 11008x4096); `RAYON_NUM_THREADS` sets the threads.
+
+use specc::init::orthogonal::orthogonal_q;
+use specc::init::rng::Stream;
+use std::time::Instant;
+
+fn main() {
+    let shapes: Vec<(usize, usize)> = std::env::args()
+        .skip(1)
+        .filter(|a| a.contains('x'))
+        .map(|a| {
+            let (r, c) = a.split_once('x').expect("ROWSxCOLS");
+            (r.parse().expect("rows"), c.parse().expect("cols"))
+        })
+        .collect();
+    let shapes = if shapes.is_empty() {
+        vec![(1024, 1024), (4096, 4096), (11008, 4096)]
+    } else {
+        shapes
+    };
+    for (rows, cols) in shapes {
+        let (m, n) = (rows.max(cols), rows.min(cols));
+        let stream = Stream::new(0, "bench", "values");
+        let mut times = Vec::new();
+        let mut q = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            q = orthogonal_q(stream, m, n);
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        // Gram entries of 64 spread columns, after rounding to f32 (what a file holds).
+        let picks: Vec<usize> = (0..64.min(n)).map(|i| i * n / 64.min(n)).collect();
+        let mut worst: f64 = 0.0;
+        for (x, &a) in picks.iter().enumerate() {
+            for &b in &picks[x..] {
+                let s: f64 = (0..m)
+                    .map(|i| q[i * n + a] as f32 as f64 * q[i * n + b] as f32 as f64)
+                    .sum();
+                worst = worst.max((s - f64::from(u8::from(a == b))).abs());
+            }
+        }
+        println!(
+            "orthogonal {rows}x{cols}: median {:.2} s (min {:.2}), threads {}, max|QtQ-I| {worst:.2e} (f32)",
+            times[1],
+            times[0],
+            rayon::current_num_threads()
+        );
+    }
+}

@@ -1,0 +1,644 @@
+//! Orthogonal matrices, format 2 (docs/determinism.md §4): Householder reflectors drawn
+//! from fresh normals (Stewart, "The efficient generation of random orthogonal matrices",
+//! SIAM J. Numer. Anal. 1980: the reflectors of a Gaussian matrix's QR are themselves
+//! reflectors of independent Gaussian vectors, so the QR's own update is not needed), then
+//! Q formed from them in blocks of [`BLOCK`] as LAPACK's `dorgqr` does (compact WY,
+//! `I − V T Vᵀ`), in f64.
+//!
+//! Every value is a fixed sequence of IEEE operations: each sum runs over its index in
+//! increasing order from +0.0, multiplies and adds are never fused, and the work is split
+//! only across columns (never across a sum), so the bits do not depend on the thread
+//! count, the vector width or the machine. [`reference`] is the plain form the tests
+//! compare with bit for bit; [`orthogonal_q`] is the same arithmetic tiled for the cache
+//! and run over column strips in parallel.
+
+use super::rng::{Kernel, Stream};
+use super::sample::Plan;
+use super::Format;
+use rayon::prelude::*;
+
+/// Reflectors per block: fixed, part of the format.
+pub const BLOCK: usize = 128;
+
+/// Columns one kernel call updates (two 8-lane vectors).
+const STRIP: usize = 16;
+
+/// Rows of a strip summed before the next l-tile (keeps the strip in L1/L2; does not
+/// change any sum's order).
+const ROWS: usize = 256;
+
+/// Element offset of reflector k's normals in the stream: Σ_{j<k} (m − j).
+fn offset(m: usize, k: usize) -> u64 {
+    (k as u64) * (m as u64) - (k as u64) * (k as u64).saturating_sub(1) / 2
+}
+
+/// The panel of reflectors k0 .. k1 (P = m − k0 rows × b, row-major, zero above its
+/// diagonal: reflector k0 + l is column l from row l), drawn in parallel (each reads its
+/// own part of the stream), with each one's τ and sign.
+fn draw_panel(stream: Stream, m: usize, k0: usize, k1: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (p, b) = (m - k0, k1 - k0);
+    let cols: Vec<(Vec<f64>, f64, f64)> = (k0..k1)
+        .into_par_iter()
+        .map(|k| {
+            let mut x = vec![0.0; m - k];
+            let (t, s) = reflector(stream, m, k, &mut x);
+            (x, t, s)
+        })
+        .collect();
+    let mut vp = vec![0.0f64; p * b];
+    let (mut tau, mut sign) = (Vec::with_capacity(b), Vec::with_capacity(b));
+    for (l, (x, t, s)) in cols.into_iter().enumerate() {
+        for (i, v) in x.into_iter().enumerate() {
+            vp[(l + i) * b + l] = v;
+        }
+        tau.push(t);
+        sign.push(s);
+    }
+    (vp, tau, sign)
+}
+
+/// Reflector k from normals `offset(m, k) ..` (x of length m − k): α = −sign(x₀)‖x‖,
+/// v = x − α e₁ (left in `x`), τ = 2 / vᵀv (0 when v is 0); returns τ and sign(α).
+fn reflector(stream: Stream, m: usize, k: usize, x: &mut [f64]) -> (f64, f64) {
+    Plan::Normal {
+        stream,
+        mean: 0.0,
+        std: 1.0,
+    }
+    .fill_f64_in(Format::V2, offset(m, k), x);
+    let mut ss = 0.0f64;
+    for v in x.iter() {
+        ss += v * v;
+    }
+    let norm = ss.sqrt();
+    let alpha = if x[0] >= 0.0 { -norm } else { norm };
+    x[0] -= alpha;
+    let mut vv = 0.0f64;
+    for v in x.iter() {
+        vv += v * v;
+    }
+    let tau = if vv == 0.0 { 0.0 } else { 2.0 / vv };
+    (tau, if alpha < 0.0 { -1.0 } else { 1.0 })
+}
+
+/// T of a block (b × b upper triangular, row-major) with H_0 ⋯ H_{b−1} = I − V T Vᵀ, from
+/// the panel `vp` (P × b row-major, zero above its diagonal): column j of T is
+/// τ_j e_j − τ_j T (Vᵀ v_j).
+#[inline(always)]
+fn block_t(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
+    // G = VᵀV, each entry a sum over rows in order (columns of G in parallel).
+    let g: Vec<Vec<f64>> = (0..b)
+        .into_par_iter()
+        .map(|j| {
+            let mut col = vec![0.0f64; j];
+            for i in 0..p {
+                let vj = vp[i * b + j];
+                let row = &vp[i * b..i * b + j];
+                for (c, &v) in col.iter_mut().zip(row) {
+                    *c += v * vj;
+                }
+            }
+            col
+        })
+        .collect();
+    let mut t = vec![0.0f64; b * b];
+    for j in 0..b {
+        t[j * b + j] = tau[j];
+        for l in 0..j {
+            let mut s = 0.0f64;
+            for (q, &y) in g[j].iter().enumerate() {
+                s += t[l * b + q] * y;
+            }
+            t[l * b + j] = -tau[j] * s;
+        }
+    }
+    t
+}
+
+/// [`panel`] and [`block_t`] compiled for `kernel`'s vectors: their loops run across
+/// columns (one lane per column, each sum in its own order), so the bits are the same.
+fn panel_with(kernel: Kernel, vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
+            panel(vp, p, b, tau)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
+            panel(vp, p, b, tau)
+        }
+        match kernel {
+            // SAFETY (both): the caller checked that the CPU runs `kernel`.
+            Kernel::Avx512 => return unsafe { avx512(vp, p, b, tau) },
+            Kernel::Avx2 => return unsafe { avx2(vp, p, b, tau) },
+            Kernel::Portable => {}
+        }
+    }
+    let _ = kernel;
+    panel(vp, p, b, tau)
+}
+
+/// [`block_t`] compiled for `kernel` (see [`panel_with`]).
+fn block_t_with(kernel: Kernel, vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
+            block_t(vp, p, b, tau)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
+            block_t(vp, p, b, tau)
+        }
+        match kernel {
+            // SAFETY (both): the caller checked that the CPU runs `kernel`.
+            Kernel::Avx512 => return unsafe { avx512(vp, p, b, tau) },
+            Kernel::Avx2 => return unsafe { avx2(vp, p, b, tau) },
+            Kernel::Portable => {}
+        }
+    }
+    let _ = kernel;
+    block_t(vp, p, b, tau)
+}
+
+/// A pointer the strip tasks share: each writes only its own columns.
+#[derive(Clone, Copy)]
+struct Shared(*mut f64);
+// SAFETY: tasks write disjoint columns of the matrix and read only their own.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// One strip of the trailing matrix, `c` (`p` rows, padded to a multiple of 8 with zero
+/// rows, × STRIP columns, row-major, copied out), updated by the block: W = Vᵀ C, W ← T W,
+/// C ← C − V W. `vp` is the panel with `bp` columns (b rounded up to 8, zero-padded) and
+/// as many rows as `c`. Tiles have constant sizes so that the accumulators stay in
+/// registers; the padding only adds zero terms to sums that are then dropped.
+#[inline(always)]
+fn strip_update(c: &mut [f64], ldc: usize, vp: &[f64], p: usize, b: usize, bp: usize, t: &[f64]) {
+    let rows = p.next_multiple_of(8);
+    // W = Vᵀ C: for each reflector, the sum over rows in order; 8 reflectors at a time,
+    // rows in chunks of ROWS (the accumulators are kept in `w` between chunks).
+    let mut w = vec![0.0f64; bp * STRIP];
+    for i0 in (0..p).step_by(ROWS) {
+        let i1 = (i0 + ROWS).min(p);
+        for l0 in (0..bp).step_by(8) {
+            let mut acc = [[0.0f64; STRIP]; 8];
+            for l in 0..8 {
+                for j in 0..STRIP {
+                    acc[l][j] = w[(l0 + l) * STRIP + j];
+                }
+            }
+            for i in i0..i1 {
+                for l in 0..8 {
+                    let v = vp[i * bp + l0 + l];
+                    for j in 0..STRIP {
+                        acc[l][j] += v * c[i * ldc + j];
+                    }
+                }
+            }
+            for l in 0..8 {
+                for j in 0..STRIP {
+                    w[(l0 + l) * STRIP + j] = acc[l][j];
+                }
+            }
+        }
+    }
+    // W ← T W (T upper triangular, b × b; the sum runs over every q < b in order).
+    let mut tw = vec![0.0f64; bp * STRIP];
+    for l in 0..b {
+        let mut acc = [0.0f64; STRIP];
+        for q in 0..b {
+            let tl = t[l * b + q];
+            for j in 0..STRIP {
+                acc[j] += tl * w[q * STRIP + j];
+            }
+        }
+        tw[l * STRIP..(l + 1) * STRIP].copy_from_slice(&acc);
+    }
+    // C ← C − V W, 8 rows at a time: the sum over the b reflectors in order, then one
+    // subtraction.
+    for i0 in (0..rows).step_by(8) {
+        let mut acc = [[0.0f64; STRIP]; 8];
+        for l in 0..b {
+            for r in 0..8 {
+                let v = vp[(i0 + r) * bp + l];
+                for j in 0..STRIP {
+                    acc[r][j] += v * tw[l * STRIP + j];
+                }
+            }
+        }
+        for r in 0..8 {
+            for j in 0..STRIP {
+                c[(i0 + r) * ldc + j] -= acc[r][j];
+            }
+        }
+    }
+}
+
+/// [`strip_update`] with AVX-512 intrinsics where the CPU has them: the same operations
+/// lane by lane (each lane is one column; no sum is split across lanes, mul and add stay
+/// separate), so the same bits as the portable form.
+#[allow(clippy::too_many_arguments)] // a kernel's operands, each a different extent
+fn strip_update_fast(
+    kernel: Kernel,
+    c: &mut [f64],
+    ldc: usize,
+    vp: &[f64],
+    p: usize,
+    b: usize,
+    bp: usize,
+    t: &[f64],
+) {
+    let rows = p.next_multiple_of(8);
+    assert!(ldc >= STRIP && c.len() >= (rows - 1) * ldc + STRIP && vp.len() >= rows * bp);
+    assert!(t.len() >= b * b && b <= bp && bp.is_multiple_of(8));
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512 {
+        // SAFETY: the caller checked the CPU has AVX-512F; the sizes are checked above.
+        return unsafe { avx512::strip_update(c, ldc, vp, p, b, bp, t) };
+    }
+    let _ = kernel;
+    strip_update(c, ldc, vp, p, b, bp, t)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{ROWS, STRIP};
+    use std::arch::x86_64::*;
+
+    /// [`super::strip_update`], 16 columns as two 8-lane vectors.
+    ///
+    /// # Safety
+    /// AVX-512F; `c` is `rows` × STRIP with `rows` a multiple of 8 and at least `p`; `vp`
+    /// is at least `rows` × `bp` with `bp` a multiple of 8 and at least `b`; `t` is b × b.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn strip_update(
+        c: &mut [f64],
+        ldc: usize,
+        vp: &[f64],
+        p: usize,
+        b: usize,
+        bp: usize,
+        t: &[f64],
+    ) {
+        let rows = p.next_multiple_of(8);
+        let (cp, vpp, tp) = (c.as_mut_ptr(), vp.as_ptr(), t.as_ptr());
+        let mut w = vec![0.0f64; bp * STRIP];
+        let mut tw = vec![0.0f64; bp * STRIP];
+        let (wp, twp) = (w.as_mut_ptr(), tw.as_mut_ptr());
+        // SAFETY (all below): indices stay inside the sizes the caller guarantees.
+        unsafe {
+            for i0 in (0..p).step_by(ROWS) {
+                let i1 = (i0 + ROWS).min(p);
+                for l0 in (0..bp).step_by(8) {
+                    let mut acc = [_mm512_setzero_pd(); 16];
+                    for l in 0..8 {
+                        acc[2 * l] = _mm512_loadu_pd(wp.add((l0 + l) * STRIP));
+                        acc[2 * l + 1] = _mm512_loadu_pd(wp.add((l0 + l) * STRIP + 8));
+                    }
+                    for i in i0..i1 {
+                        let c0 = _mm512_loadu_pd(cp.add(i * ldc));
+                        let c1 = _mm512_loadu_pd(cp.add(i * ldc + 8));
+                        for l in 0..8 {
+                            let v = _mm512_set1_pd(*vpp.add(i * bp + l0 + l));
+                            acc[2 * l] = _mm512_add_pd(acc[2 * l], _mm512_mul_pd(v, c0));
+                            acc[2 * l + 1] = _mm512_add_pd(acc[2 * l + 1], _mm512_mul_pd(v, c1));
+                        }
+                    }
+                    for l in 0..8 {
+                        _mm512_storeu_pd(wp.add((l0 + l) * STRIP), acc[2 * l]);
+                        _mm512_storeu_pd(wp.add((l0 + l) * STRIP + 8), acc[2 * l + 1]);
+                    }
+                }
+            }
+            for l in 0..b {
+                let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                for q in 0..b {
+                    let x = _mm512_set1_pd(*tp.add(l * b + q));
+                    a0 = _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(wp.add(q * STRIP))));
+                    a1 =
+                        _mm512_add_pd(a1, _mm512_mul_pd(x, _mm512_loadu_pd(wp.add(q * STRIP + 8))));
+                }
+                _mm512_storeu_pd(twp.add(l * STRIP), a0);
+                _mm512_storeu_pd(twp.add(l * STRIP + 8), a1);
+            }
+            for i0 in (0..rows).step_by(8) {
+                let mut acc = [_mm512_setzero_pd(); 16];
+                for l in 0..b {
+                    let w0 = _mm512_loadu_pd(twp.add(l * STRIP));
+                    let w1 = _mm512_loadu_pd(twp.add(l * STRIP + 8));
+                    for r in 0..8 {
+                        let v = _mm512_set1_pd(*vpp.add((i0 + r) * bp + l));
+                        acc[2 * r] = _mm512_add_pd(acc[2 * r], _mm512_mul_pd(v, w0));
+                        acc[2 * r + 1] = _mm512_add_pd(acc[2 * r + 1], _mm512_mul_pd(v, w1));
+                    }
+                }
+                for r in 0..8 {
+                    let at = cp.add((i0 + r) * ldc);
+                    _mm512_storeu_pd(at, _mm512_sub_pd(_mm512_loadu_pd(at), acc[2 * r]));
+                    _mm512_storeu_pd(
+                        at.add(8),
+                        _mm512_sub_pd(_mm512_loadu_pd(at.add(8)), acc[2 * r + 1]),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Forms the panel's own columns in place (`dorg2r` on `vp`, P × b): from the last
+/// reflector back, H_l applied to the columns right of it, then column l = H_l e_l.
+#[inline(always)]
+fn panel(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
+    for l in (0..b).rev() {
+        let tl = tau[l];
+        // s_c = Σ_i v_i · A_ic over rows l.., for every column c > l at once, row by row.
+        let mut s = vec![0.0f64; b - l - 1];
+        for i in l..p {
+            let v = vp[i * b + l];
+            for (x, &y) in s.iter_mut().zip(&vp[i * b + l + 1..i * b + b]) {
+                *x += v * y;
+            }
+        }
+        for x in s.iter_mut() {
+            *x *= tl;
+        }
+        for i in l..p {
+            let v = vp[i * b + l];
+            for (y, &x) in vp[i * b + l + 1..i * b + b].iter_mut().zip(&s) {
+                *y -= x * v;
+            }
+        }
+        let h = tl * vp[l * b + l];
+        for i in 0..l {
+            vp[i * b + l] = 0.0;
+        }
+        vp[l * b + l] = 1.0 - h * vp[l * b + l];
+        for i in l + 1..p {
+            vp[i * b + l] = -(h * vp[i * b + l]);
+        }
+    }
+}
+
+/// Overwrites the m × n (m ≥ n) row-major `a` with a Haar-random Q (orthonormal columns)
+/// from `stream`, format 2.
+pub fn orthogonal_q(stream: Stream, m: usize, n: usize) -> Vec<f64> {
+    orthogonal_q_with(Kernel::best(), stream, m, n)
+}
+
+/// [`orthogonal_q`] with `kernel`'s trailing update (every kernel gives the same bits).
+///
+/// # Panics
+/// If this CPU cannot run `kernel`.
+pub fn orthogonal_q_with(kernel: Kernel, stream: Stream, m: usize, n: usize) -> Vec<f64> {
+    assert!(kernel.runs_here(), "this CPU cannot run {kernel:?}");
+    let mut a = vec![0.0f64; m * n];
+    let mut signs = vec![0.0f64; n];
+    let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
+    // Reflectors are independent draws: each block's are drawn when it is formed, so the
+    // matrix never holds them (Q is formed in `a`, which starts at zero).
+    for &k0 in blocks.iter().rev() {
+        let k1 = (k0 + BLOCK).min(n);
+        let (p, b) = (m - k0, k1 - k0);
+        let (mut vp, tau, sign) = draw_panel(stream, m, k0, k1);
+        signs[k0..k1].copy_from_slice(&sign);
+        let tau = &tau[..];
+        if k1 < n {
+            let t = block_t_with(kernel, &vp, p, b, tau);
+            // The panel again with its rows padded to 8 and columns to 8, zeros added.
+            let (pp, bp) = (p.next_multiple_of(8), b.next_multiple_of(8));
+            let mut vpad = vec![0.0f64; pp * bp];
+            for i in 0..p {
+                vpad[i * bp..i * bp + b].copy_from_slice(&vp[i * b..(i + 1) * b]);
+            }
+            let shared = Shared(a.as_mut_ptr());
+            let strips: Vec<usize> = (k1..n).step_by(STRIP).collect();
+            let full = p - p % 8;
+            strips.par_iter().for_each_init(
+                || vec![0.0f64; pp * STRIP],
+                |c, &j0| {
+                    let w = STRIP.min(n - j0);
+                    let base = shared;
+                    if w == STRIP && full == p {
+                        // SAFETY: this task alone reads and writes columns j0 .. j0 + 16,
+                        // rows k0 .. m: the kernel works on them in place (row stride n).
+                        let strip = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                base.0.add(k0 * n + j0),
+                                (p - 1) * n + STRIP,
+                            )
+                        };
+                        return strip_update_fast(kernel, strip, n, &vpad, p, b, bp, &t);
+                    }
+                    // A ragged strip (narrower than 16, or rows not a multiple of 8): copied
+                    // out, zero-padded, and back.
+                    // SAFETY: as above, for columns j0 .. j0 + w.
+                    unsafe {
+                        for i in 0..p {
+                            let src = base.0.add((k0 + i) * n + j0);
+                            let row = &mut c[i * STRIP..(i + 1) * STRIP];
+                            row[..w].copy_from_slice(std::slice::from_raw_parts(src, w));
+                            row[w..].fill(0.0);
+                        }
+                    }
+                    strip_update_fast(kernel, c, STRIP, &vpad, p, b, bp, &t);
+                    unsafe {
+                        for i in 0..p {
+                            let dst = base.0.add((k0 + i) * n + j0);
+                            let row = &c[i * STRIP..i * STRIP + w];
+                            std::slice::from_raw_parts_mut(dst, w).copy_from_slice(row);
+                        }
+                    }
+                },
+            );
+        }
+        panel_with(kernel, &mut vp, p, b, tau);
+        for i in 0..k0 {
+            a[i * n + k0..i * n + k1].fill(0.0);
+        }
+        for i in 0..p {
+            a[(k0 + i) * n + k0..(k0 + i) * n + k1].copy_from_slice(&vp[i * b..(i + 1) * b]);
+        }
+    }
+    for row in a.chunks_exact_mut(n) {
+        for (x, s) in row.iter_mut().zip(&signs) {
+            *x *= s;
+        }
+    }
+    a
+}
+
+/// The plain form of [`orthogonal_q`]: the same operations in the same order, untiled and
+/// on one thread (what docs/determinism.md specifies; the tests compare bit for bit).
+pub fn reference(stream: Stream, m: usize, n: usize) -> Vec<f64> {
+    let mut a = vec![0.0f64; m * n];
+    let mut tau = vec![0.0; n];
+    let mut sign = vec![0.0; n];
+    for k in 0..n {
+        let mut x = vec![0.0; m - k];
+        (tau[k], sign[k]) = reflector(stream, m, k, &mut x);
+        for (i, v) in x.iter().enumerate() {
+            a[(k + i) * n + k] = *v;
+        }
+    }
+    for k0 in (0..n).step_by(BLOCK).collect::<Vec<_>>().into_iter().rev() {
+        let k1 = (k0 + BLOCK).min(n);
+        let (p, b) = (m - k0, k1 - k0);
+        let v = |a: &[f64], i: usize, l: usize| {
+            if i >= l {
+                a[(k0 + i) * n + k0 + l]
+            } else {
+                0.0
+            }
+        };
+        if k1 < n {
+            // T.
+            let mut t = vec![0.0f64; b * b];
+            for j in 0..b {
+                t[j * b + j] = tau[k0 + j];
+                let y: Vec<f64> = (0..j)
+                    .map(|q| {
+                        let mut s = 0.0f64;
+                        for i in 0..p {
+                            s += v(&a, i, q) * v(&a, i, j);
+                        }
+                        s
+                    })
+                    .collect();
+                for l in 0..j {
+                    let mut s = 0.0f64;
+                    for (q, yq) in y.iter().enumerate() {
+                        s += t[l * b + q] * yq;
+                    }
+                    t[l * b + j] = -tau[k0 + j] * s;
+                }
+            }
+            for j in k1..n {
+                let w: Vec<f64> = (0..b)
+                    .map(|l| {
+                        let mut s = 0.0f64;
+                        for i in 0..p {
+                            s += v(&a, i, l) * a[(k0 + i) * n + j];
+                        }
+                        s
+                    })
+                    .collect();
+                let tw: Vec<f64> = (0..b)
+                    .map(|l| {
+                        let mut s = 0.0f64;
+                        for (q, wq) in w.iter().enumerate() {
+                            s += t[l * b + q] * wq;
+                        }
+                        s
+                    })
+                    .collect();
+                for i in 0..p {
+                    let mut s = 0.0f64;
+                    for (l, twl) in tw.iter().enumerate() {
+                        s += v(&a, i, l) * twl;
+                    }
+                    a[(k0 + i) * n + j] -= s;
+                }
+            }
+        }
+        // The panel, dorg2r.
+        let at = |i: usize, l: usize| (k0 + i) * n + k0 + l;
+        for l in (0..b).rev() {
+            let tl = tau[k0 + l];
+            for c in l + 1..b {
+                let mut s = 0.0f64;
+                for i in l..p {
+                    s += a[at(i, l)] * a[at(i, c)];
+                }
+                let s = s * tl;
+                for i in l..p {
+                    a[at(i, c)] -= s * a[at(i, l)];
+                }
+            }
+            let h = tl * a[at(l, l)];
+            for i in 0..l {
+                a[at(i, l)] = 0.0;
+            }
+            a[at(l, l)] = 1.0 - h * a[at(l, l)];
+            for i in l + 1..p {
+                a[at(i, l)] = -(h * a[at(i, l)]);
+            }
+        }
+        for i in 0..k0 {
+            for l in k0..k1 {
+                a[i * n + l] = 0.0;
+            }
+        }
+    }
+    for i in 0..m {
+        for k in 0..n {
+            a[i * n + k] *= sign[k];
+        }
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gram_error(q: &[f64], m: usize, n: usize) -> f64 {
+        let mut worst: f64 = 0.0;
+        for a in 0..n {
+            for b in a..n {
+                let s: f64 = (0..m).map(|i| q[i * n + a] * q[i * n + b]).sum();
+                worst = worst.max((s - f64::from(u8::from(a == b))).abs());
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn the_tiled_parallel_form_gives_the_plain_forms_bits_on_any_thread_count() {
+        let stream = Stream::new(3, "orth", "values");
+        for (m, n) in [
+            (1, 1),
+            (2, 2),
+            (5, 3),
+            (17, 17),
+            (64, 64),
+            (65, 64),
+            (130, 129),
+            (300, 70),
+            (200, 150),
+            (333, 250),
+        ] {
+            let want = reference(stream, m, n);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                for &kernel in Kernel::ALL.iter().filter(|k| k.runs_here()) {
+                    let got = pool.install(|| orthogonal_q_with(kernel, stream, m, n));
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}×{n} on {threads} threads, {kernel:?}");
+                }
+            }
+            assert!(
+                gram_error(&want, m, n) < 1e-13,
+                "{m}×{n}: {}",
+                gram_error(&want, m, n)
+            );
+        }
+    }
+
+    #[test]
+    fn offsets_partition_the_stream() {
+        let m = 10;
+        let mut end = 0;
+        for k in 0..10 {
+            assert_eq!(offset(m, k), end);
+            end += (m - k) as u64;
+        }
+    }
+}
