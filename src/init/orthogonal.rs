@@ -23,6 +23,10 @@ pub const BLOCK: usize = 128;
 /// Columns one kernel call updates (two 8-lane vectors).
 const STRIP: usize = 16;
 
+/// Columns one task updates (a multiple of STRIP; wider tasks share each chunk of V across
+/// tiles, which measured no faster here).
+const TASK: usize = 16;
+
 /// Rows of a strip summed before the next l-tile (keeps the strip in L1/L2; does not
 /// change any sum's order).
 const ROWS: usize = 256;
@@ -169,68 +173,87 @@ struct Shared(*mut f64);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
-/// One strip of the trailing matrix, `c` (`p` rows, padded to a multiple of 8 with zero
-/// rows, × STRIP columns, row-major, copied out), updated by the block: W = Vᵀ C, W ← T W,
-/// C ← C − V W. `vp` is the panel with `bp` columns (b rounded up to 8, zero-padded) and
-/// as many rows as `c`. Tiles have constant sizes so that the accumulators stay in
-/// registers; the padding only adds zero terms to sums that are then dropped.
+/// One task's columns of the trailing matrix, `subs` strips of STRIP columns side by side
+/// in `c` (row stride `ldc`; `p` rows, a multiple of 8 — the caller pads), updated by the
+/// block: W = Vᵀ C, W ← T W, C ← C − V W. `vp` is the panel with `bp` columns (b rounded
+/// up to 8, zero-padded). Tiles have constant sizes so that accumulators stay in registers;
+/// each chunk of V is used for every strip before the next is read (V is the large operand:
+/// 11 MB for an 11008-row panel); the padding only adds zero terms to sums then dropped.
 #[inline(always)]
-fn strip_update(c: &mut [f64], ldc: usize, vp: &[f64], p: usize, b: usize, bp: usize, t: &[f64]) {
-    let rows = p.next_multiple_of(8);
-    // W = Vᵀ C: for each reflector, the sum over rows in order; 8 reflectors at a time,
-    // rows in chunks of ROWS (the accumulators are kept in `w` between chunks).
-    let mut w = vec![0.0f64; bp * STRIP];
+#[allow(clippy::too_many_arguments)] // a kernel's operands, each a different extent
+fn strip_update(
+    c: &mut [f64],
+    ldc: usize,
+    subs: usize,
+    vp: &[f64],
+    p: usize,
+    b: usize,
+    bp: usize,
+    t: &[f64],
+) {
+    // W = Vᵀ C: for each reflector and column, the sum over rows in order; rows in chunks
+    // of ROWS, 8 reflectors at a time (the accumulators are kept in `w` between chunks).
+    let mut w = vec![0.0f64; subs * bp * STRIP];
     for i0 in (0..p).step_by(ROWS) {
         let i1 = (i0 + ROWS).min(p);
-        for l0 in (0..bp).step_by(8) {
-            let mut acc = [[0.0f64; STRIP]; 8];
-            for l in 0..8 {
-                for j in 0..STRIP {
-                    acc[l][j] = w[(l0 + l) * STRIP + j];
-                }
-            }
-            for i in i0..i1 {
+        for sub in 0..subs {
+            let (ws, c0) = (sub * bp * STRIP, sub * STRIP);
+            for l0 in (0..bp).step_by(8) {
+                let mut acc = [[0.0f64; STRIP]; 8];
                 for l in 0..8 {
-                    let v = vp[i * bp + l0 + l];
                     for j in 0..STRIP {
-                        acc[l][j] += v * c[i * ldc + j];
+                        acc[l][j] = w[ws + (l0 + l) * STRIP + j];
                     }
                 }
-            }
-            for l in 0..8 {
-                for j in 0..STRIP {
-                    w[(l0 + l) * STRIP + j] = acc[l][j];
+                for i in i0..i1 {
+                    for l in 0..8 {
+                        let v = vp[i * bp + l0 + l];
+                        for j in 0..STRIP {
+                            acc[l][j] += v * c[i * ldc + c0 + j];
+                        }
+                    }
+                }
+                for l in 0..8 {
+                    for j in 0..STRIP {
+                        w[ws + (l0 + l) * STRIP + j] = acc[l][j];
+                    }
                 }
             }
         }
     }
     // W ← T W (T upper triangular, b × b; the sum runs over every q < b in order).
-    let mut tw = vec![0.0f64; bp * STRIP];
-    for l in 0..b {
-        let mut acc = [0.0f64; STRIP];
-        for q in 0..b {
-            let tl = t[l * b + q];
-            for j in 0..STRIP {
-                acc[j] += tl * w[q * STRIP + j];
+    let mut tw = vec![0.0f64; subs * bp * STRIP];
+    for sub in 0..subs {
+        let ws = sub * bp * STRIP;
+        for l in 0..b {
+            let mut acc = [0.0f64; STRIP];
+            for q in 0..b {
+                let tl = t[l * b + q];
+                for j in 0..STRIP {
+                    acc[j] += tl * w[ws + q * STRIP + j];
+                }
             }
+            tw[ws + l * STRIP..ws + (l + 1) * STRIP].copy_from_slice(&acc);
         }
-        tw[l * STRIP..(l + 1) * STRIP].copy_from_slice(&acc);
     }
     // C ← C − V W, 8 rows at a time: the sum over the b reflectors in order, then one
     // subtraction.
-    for i0 in (0..rows).step_by(8) {
-        let mut acc = [[0.0f64; STRIP]; 8];
-        for l in 0..b {
-            for r in 0..8 {
-                let v = vp[(i0 + r) * bp + l];
-                for j in 0..STRIP {
-                    acc[r][j] += v * tw[l * STRIP + j];
+    for i0 in (0..p).step_by(8) {
+        for sub in 0..subs {
+            let (ws, c0) = (sub * bp * STRIP, sub * STRIP);
+            let mut acc = [[0.0f64; STRIP]; 8];
+            for l in 0..b {
+                for r in 0..8 {
+                    let v = vp[(i0 + r) * bp + l];
+                    for j in 0..STRIP {
+                        acc[r][j] += v * tw[ws + l * STRIP + j];
+                    }
                 }
             }
-        }
-        for r in 0..8 {
-            for j in 0..STRIP {
-                c[(i0 + r) * ldc + j] -= acc[r][j];
+            for r in 0..8 {
+                for j in 0..STRIP {
+                    c[(i0 + r) * ldc + c0 + j] -= acc[r][j];
+                }
             }
         }
     }
@@ -244,22 +267,23 @@ fn strip_update_fast(
     kernel: Kernel,
     c: &mut [f64],
     ldc: usize,
+    subs: usize,
     vp: &[f64],
     p: usize,
     b: usize,
     bp: usize,
     t: &[f64],
 ) {
-    let rows = p.next_multiple_of(8);
-    assert!(ldc >= STRIP && c.len() >= (rows - 1) * ldc + STRIP && vp.len() >= rows * bp);
+    assert!(p.is_multiple_of(8) && p > 0 && ldc >= subs * STRIP);
+    assert!(c.len() >= (p - 1) * ldc + subs * STRIP && vp.len() >= p * bp);
     assert!(t.len() >= b * b && b <= bp && bp.is_multiple_of(8));
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Avx512 {
         // SAFETY: the caller checked the CPU has AVX-512F; the sizes are checked above.
-        return unsafe { avx512::strip_update(c, ldc, vp, p, b, bp, t) };
+        return unsafe { avx512::strip_update(c, ldc, subs, vp, p, b, bp, t) };
     }
     let _ = kernel;
-    strip_update(c, ldc, vp, p, b, bp, t)
+    strip_update(c, ldc, subs, vp, p, b, bp, t)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -267,80 +291,93 @@ mod avx512 {
     use super::{ROWS, STRIP};
     use std::arch::x86_64::*;
 
-    /// [`super::strip_update`], 16 columns as two 8-lane vectors.
+    /// [`super::strip_update`], each strip's 16 columns as two 8-lane vectors.
     ///
     /// # Safety
-    /// AVX-512F; `c` is `rows` × STRIP with `rows` a multiple of 8 and at least `p`; `vp`
-    /// is at least `rows` × `bp` with `bp` a multiple of 8 and at least `b`; `t` is b × b.
+    /// AVX-512F, and the sizes [`super::strip_update_fast`] checks.
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)] // a kernel's operands, each a different extent
     pub unsafe fn strip_update(
         c: &mut [f64],
         ldc: usize,
+        subs: usize,
         vp: &[f64],
         p: usize,
         b: usize,
         bp: usize,
         t: &[f64],
     ) {
-        let rows = p.next_multiple_of(8);
         let (cp, vpp, tp) = (c.as_mut_ptr(), vp.as_ptr(), t.as_ptr());
-        let mut w = vec![0.0f64; bp * STRIP];
-        let mut tw = vec![0.0f64; bp * STRIP];
+        let mut w = vec![0.0f64; subs * bp * STRIP];
+        let mut tw = vec![0.0f64; subs * bp * STRIP];
         let (wp, twp) = (w.as_mut_ptr(), tw.as_mut_ptr());
         // SAFETY (all below): indices stay inside the sizes the caller guarantees.
         unsafe {
             for i0 in (0..p).step_by(ROWS) {
                 let i1 = (i0 + ROWS).min(p);
-                for l0 in (0..bp).step_by(8) {
-                    let mut acc = [_mm512_setzero_pd(); 16];
-                    for l in 0..8 {
-                        acc[2 * l] = _mm512_loadu_pd(wp.add((l0 + l) * STRIP));
-                        acc[2 * l + 1] = _mm512_loadu_pd(wp.add((l0 + l) * STRIP + 8));
-                    }
-                    for i in i0..i1 {
-                        let c0 = _mm512_loadu_pd(cp.add(i * ldc));
-                        let c1 = _mm512_loadu_pd(cp.add(i * ldc + 8));
+                for sub in 0..subs {
+                    let (ws, c0) = (wp.add(sub * bp * STRIP), cp.add(sub * STRIP));
+                    for l0 in (0..bp).step_by(8) {
+                        let mut acc = [_mm512_setzero_pd(); 16];
                         for l in 0..8 {
-                            let v = _mm512_set1_pd(*vpp.add(i * bp + l0 + l));
-                            acc[2 * l] = _mm512_add_pd(acc[2 * l], _mm512_mul_pd(v, c0));
-                            acc[2 * l + 1] = _mm512_add_pd(acc[2 * l + 1], _mm512_mul_pd(v, c1));
+                            acc[2 * l] = _mm512_loadu_pd(ws.add((l0 + l) * STRIP));
+                            acc[2 * l + 1] = _mm512_loadu_pd(ws.add((l0 + l) * STRIP + 8));
+                        }
+                        for i in i0..i1 {
+                            let x0 = _mm512_loadu_pd(c0.add(i * ldc));
+                            let x1 = _mm512_loadu_pd(c0.add(i * ldc + 8));
+                            for l in 0..8 {
+                                let v = _mm512_set1_pd(*vpp.add(i * bp + l0 + l));
+                                acc[2 * l] = _mm512_add_pd(acc[2 * l], _mm512_mul_pd(v, x0));
+                                acc[2 * l + 1] =
+                                    _mm512_add_pd(acc[2 * l + 1], _mm512_mul_pd(v, x1));
+                            }
+                        }
+                        for l in 0..8 {
+                            _mm512_storeu_pd(ws.add((l0 + l) * STRIP), acc[2 * l]);
+                            _mm512_storeu_pd(ws.add((l0 + l) * STRIP + 8), acc[2 * l + 1]);
                         }
                     }
-                    for l in 0..8 {
-                        _mm512_storeu_pd(wp.add((l0 + l) * STRIP), acc[2 * l]);
-                        _mm512_storeu_pd(wp.add((l0 + l) * STRIP + 8), acc[2 * l + 1]);
-                    }
                 }
             }
-            for l in 0..b {
-                let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-                for q in 0..b {
-                    let x = _mm512_set1_pd(*tp.add(l * b + q));
-                    a0 = _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(wp.add(q * STRIP))));
-                    a1 =
-                        _mm512_add_pd(a1, _mm512_mul_pd(x, _mm512_loadu_pd(wp.add(q * STRIP + 8))));
-                }
-                _mm512_storeu_pd(twp.add(l * STRIP), a0);
-                _mm512_storeu_pd(twp.add(l * STRIP + 8), a1);
-            }
-            for i0 in (0..rows).step_by(8) {
-                let mut acc = [_mm512_setzero_pd(); 16];
+            for sub in 0..subs {
+                let (ws, tws) = (wp.add(sub * bp * STRIP), twp.add(sub * bp * STRIP));
                 for l in 0..b {
-                    let w0 = _mm512_loadu_pd(twp.add(l * STRIP));
-                    let w1 = _mm512_loadu_pd(twp.add(l * STRIP + 8));
-                    for r in 0..8 {
-                        let v = _mm512_set1_pd(*vpp.add((i0 + r) * bp + l));
-                        acc[2 * r] = _mm512_add_pd(acc[2 * r], _mm512_mul_pd(v, w0));
-                        acc[2 * r + 1] = _mm512_add_pd(acc[2 * r + 1], _mm512_mul_pd(v, w1));
+                    let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                    for q in 0..b {
+                        let x = _mm512_set1_pd(*tp.add(l * b + q));
+                        a0 =
+                            _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP))));
+                        a1 = _mm512_add_pd(
+                            a1,
+                            _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP + 8))),
+                        );
                     }
+                    _mm512_storeu_pd(tws.add(l * STRIP), a0);
+                    _mm512_storeu_pd(tws.add(l * STRIP + 8), a1);
                 }
-                for r in 0..8 {
-                    let at = cp.add((i0 + r) * ldc);
-                    _mm512_storeu_pd(at, _mm512_sub_pd(_mm512_loadu_pd(at), acc[2 * r]));
-                    _mm512_storeu_pd(
-                        at.add(8),
-                        _mm512_sub_pd(_mm512_loadu_pd(at.add(8)), acc[2 * r + 1]),
-                    );
+            }
+            for i0 in (0..p).step_by(8) {
+                for sub in 0..subs {
+                    let (tws, c0) = (twp.add(sub * bp * STRIP), cp.add(sub * STRIP));
+                    let mut acc = [_mm512_setzero_pd(); 16];
+                    for l in 0..b {
+                        let w0 = _mm512_loadu_pd(tws.add(l * STRIP));
+                        let w1 = _mm512_loadu_pd(tws.add(l * STRIP + 8));
+                        for r in 0..8 {
+                            let v = _mm512_set1_pd(*vpp.add((i0 + r) * bp + l));
+                            acc[2 * r] = _mm512_add_pd(acc[2 * r], _mm512_mul_pd(v, w0));
+                            acc[2 * r + 1] = _mm512_add_pd(acc[2 * r + 1], _mm512_mul_pd(v, w1));
+                        }
+                    }
+                    for r in 0..8 {
+                        let at = c0.add((i0 + r) * ldc);
+                        _mm512_storeu_pd(at, _mm512_sub_pd(_mm512_loadu_pd(at), acc[2 * r]));
+                        _mm512_storeu_pd(
+                            at.add(8),
+                            _mm512_sub_pd(_mm512_loadu_pd(at.add(8)), acc[2 * r + 1]),
+                        );
+                    }
                 }
             }
         }
@@ -413,41 +450,40 @@ pub fn orthogonal_q_with(kernel: Kernel, stream: Stream, m: usize, n: usize) -> 
                 vpad[i * bp..i * bp + b].copy_from_slice(&vp[i * b..(i + 1) * b]);
             }
             let shared = Shared(a.as_mut_ptr());
-            let strips: Vec<usize> = (k1..n).step_by(STRIP).collect();
-            let full = p - p % 8;
-            strips.par_iter().for_each_init(
-                || vec![0.0f64; pp * STRIP],
+            let tasks: Vec<usize> = (k1..n).step_by(TASK).collect();
+            tasks.par_iter().for_each_init(
+                || vec![0.0f64; pp * TASK],
                 |c, &j0| {
-                    let w = STRIP.min(n - j0);
+                    let w = TASK.min(n - j0);
+                    let subs = w.div_ceil(STRIP);
                     let base = shared;
-                    if w == STRIP && full == p {
-                        // SAFETY: this task alone reads and writes columns j0 .. j0 + 16,
+                    if w.is_multiple_of(STRIP) && pp == p {
+                        // SAFETY: this task alone reads and writes columns j0 .. j0 + w,
                         // rows k0 .. m: the kernel works on them in place (row stride n).
-                        let strip = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                base.0.add(k0 * n + j0),
-                                (p - 1) * n + STRIP,
-                            )
+                        let cols = unsafe {
+                            std::slice::from_raw_parts_mut(base.0.add(k0 * n + j0), (p - 1) * n + w)
                         };
-                        return strip_update_fast(kernel, strip, n, &vpad, p, b, bp, &t);
+                        return strip_update_fast(kernel, cols, n, subs, &vpad, p, b, bp, &t);
                     }
-                    // A ragged strip (narrower than 16, or rows not a multiple of 8): copied
+                    // Ragged columns (not whole strips, or rows not a multiple of 8): copied
                     // out, zero-padded, and back.
-                    // SAFETY: as above, for columns j0 .. j0 + w.
+                    let ld = subs * STRIP;
+                    // SAFETY: as above.
                     unsafe {
                         for i in 0..p {
                             let src = base.0.add((k0 + i) * n + j0);
-                            let row = &mut c[i * STRIP..(i + 1) * STRIP];
+                            let row = &mut c[i * ld..(i + 1) * ld];
                             row[..w].copy_from_slice(std::slice::from_raw_parts(src, w));
                             row[w..].fill(0.0);
                         }
+                        c[p * ld..pp * ld].fill(0.0);
                     }
-                    strip_update_fast(kernel, c, STRIP, &vpad, p, b, bp, &t);
+                    strip_update_fast(kernel, &mut c[..pp * ld], ld, subs, &vpad, pp, b, bp, &t);
                     unsafe {
                         for i in 0..p {
                             let dst = base.0.add((k0 + i) * n + j0);
-                            let row = &c[i * STRIP..i * STRIP + w];
-                            std::slice::from_raw_parts_mut(dst, w).copy_from_slice(row);
+                            std::slice::from_raw_parts_mut(dst, w)
+                                .copy_from_slice(&c[i * ld..i * ld + w]);
                         }
                     }
                 },
