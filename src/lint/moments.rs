@@ -98,29 +98,55 @@ pub fn first_moment(t: &TensorDecl) -> f64 {
     }
 }
 
+/// Simpson's rule on [−10, 10] with 800 intervals: the nodes t_k and their weights times
+/// the standard normal density (computed once: a deep spec asks for thousands of means).
+fn simpson_nodes() -> &'static [(f64, f64)] {
+    static NODES: std::sync::OnceLock<Vec<(f64, f64)>> = std::sync::OnceLock::new();
+    NODES.get_or_init(|| {
+        let n = 800;
+        let (lo, hi) = (-10.0f64, 10.0f64);
+        let h = (hi - lo) / n as f64;
+        (0..=n)
+            .map(|k| {
+                let t = lo + k as f64 * h;
+                let w = if k == 0 || k == n {
+                    1.0
+                } else if k % 2 == 1 {
+                    4.0
+                } else {
+                    2.0
+                };
+                let pdf = (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                (t, w * pdf * h / 3.0)
+            })
+            .collect()
+    })
+}
+
 /// E[f(z)] for z ~ N(mu, var), by Simpson's rule on ±10σ (f(mu) when var is 0).
 pub fn gauss_mean(mu: f64, var: f64, f: impl Fn(f64) -> f64) -> f64 {
     if var.is_nan() || var <= 0.0 || !var.is_finite() || !mu.is_finite() {
         return f(mu);
     }
     let s = var.sqrt();
-    let n = 800;
-    let (lo, hi) = (-10.0f64, 10.0f64);
-    let h = (hi - lo) / n as f64;
-    let mut sum = 0.0;
-    for k in 0..=n {
-        let t = lo + k as f64 * h;
-        let w = if k == 0 || k == n {
-            1.0
-        } else if k % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        };
-        let pdf = (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
-        sum += w * pdf * f(mu + s * t);
-    }
-    sum * h / 3.0
+    simpson_nodes()
+        .iter()
+        .map(|&(t, w)| w * f(mu + s * t))
+        .sum()
+}
+
+/// (μ/σ, σ) for a proper normal (the closed forms' variables), `None` where
+/// [`gauss_mean`] falls back to a point mass.
+fn standardized(mu: f64, var: f64) -> Option<(f64, f64)> {
+    (var.is_finite() && var > 0.0 && mu.is_finite()).then(|| {
+        let s = var.sqrt();
+        (mu / s, s)
+    })
+}
+
+/// The standard normal density.
+fn std_pdf(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
 }
 
 /// The chain without the functions that leave the scale alone.
@@ -132,11 +158,54 @@ fn active(chain: &[Activation]) -> Vec<Activation> {
         .collect()
 }
 
+/// Quadratures already computed, by (what, chain, μ, var): the layers of a repeated block
+/// after a norm see the same input, so a 100k-layer spec computes each once. Cleared when
+/// it grows past [`MEMO_LIMIT`] entries.
+type Memo = std::collections::HashMap<(u8, Vec<Activation>, u64, u64), (f64, f64)>;
+
+/// Entries [`memo`] keeps at most.
+const MEMO_LIMIT: usize = 4096;
+
+/// `compute()` for (what, chain, μ, var), remembered on this thread.
+fn memo(
+    what: u8,
+    chain: &[Activation],
+    mu: f64,
+    var: f64,
+    compute: impl FnOnce() -> (f64, f64),
+) -> (f64, f64) {
+    thread_local! {
+        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::new());
+    }
+    let key = (what, chain.to_vec(), mu.to_bits(), var.to_bits());
+    if let Some(v) = MEMO.with(|m| m.borrow().get(&key).copied()) {
+        return v;
+    }
+    let v = compute();
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MEMO_LIMIT {
+            m.clear();
+        }
+        m.insert(key, v);
+    });
+    v
+}
+
 /// (E[h(z)], E[h(z)²]) for z ~ N(mu, var), h applying `chain` in order.
 pub fn chain_moments(chain: &[Activation], mu: f64, var: f64) -> (f64, f64) {
+    memo(0, chain, mu, var, || chain_moments_now(chain, mu, var))
+}
+
+fn chain_moments_now(chain: &[Activation], mu: f64, var: f64) -> (f64, f64) {
     let chain = active(chain);
     if chain.is_empty() {
         return (mu, mu * mu + var);
+    }
+    // ReLU alone, the common case, in closed form (what the quadrature approximates).
+    if let ([Activation::Relu], Some((a, s))) = (chain.as_slice(), standardized(mu, var)) {
+        let (cdf, pdf) = (crate::init::normal_cdf(a), std_pdf(a));
+        return (mu * cdf + s * pdf, (mu * mu + var) * cdf + mu * s * pdf);
     }
     let h = |x: f64| chain.iter().fold(x, |x, a| a.apply(x));
     (
@@ -148,9 +217,19 @@ pub fn chain_moments(chain: &[Activation], mu: f64, var: f64) -> (f64, f64) {
 /// E[(∂h/∂z)²] for z ~ N(mu, var): the product of every function's derivative along the
 /// chain (1 for an empty chain).
 pub fn chain_deriv_sq(chain: &[Activation], mu: f64, var: f64) -> f64 {
+    memo(1, chain, mu, var, || {
+        (chain_deriv_sq_now(chain, mu, var), 0.0)
+    })
+    .0
+}
+
+fn chain_deriv_sq_now(chain: &[Activation], mu: f64, var: f64) -> f64 {
     let chain = active(chain);
     if chain.is_empty() {
         return 1.0;
+    }
+    if let ([Activation::Relu], Some((a, _))) = (chain.as_slice(), standardized(mu, var)) {
+        return crate::init::normal_cdf(a);
     }
     gauss_mean(mu, var, |x| {
         let mut v = x;
