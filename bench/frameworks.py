@@ -1,7 +1,8 @@
 """The same initialization done by PyTorch or numpy, for bench/run.sh.
 
-    python frameworks.py torch|numpy SPECC SPEC OUT [--fsync]   # build SPEC's tensors, save_file
+    python frameworks.py torch|numpy SPECC SPEC OUT [--fsync] [--f64]   # build SPEC's tensors, save_file
     python frameworks.py rates                                  # single-core normal/uniform throughput
+    python frameworks.py orthogonal ROWSxCOLS...                # torch.nn.init.orthogonal_, threads from THREADS
 
 Tensors, shapes and distributions come from `specc summary --format json`, so both sides
 produce the same bytes' worth of the same distributions.
@@ -46,7 +47,7 @@ def fsync(path):
     os.close(fd)
 
 
-def build_torch(specc, spec, out, sync):
+def build_torch(specc, spec, out, sync, f64=False):
     import torch
     from safetensors.torch import save_file
 
@@ -55,7 +56,9 @@ def build_torch(specc, spec, out, sync):
     dt = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "f64": torch.float64, "i64": torch.int64}
     sd = {}
     for t in ts:
-        x = torch.empty(t["shape"], dtype=dt[t["dtype"]])
+        # --f64: every floating-point tensor in f64, as `specc build --dtype f64`.
+        d = torch.float64 if f64 and t["dtype"] in ("f32", "f16", "bf16") else dt[t["dtype"]]
+        x = torch.empty(t["shape"], dtype=d)
         kind, a = params(t)
         if kind == "constant":
             x.fill_(a[0])
@@ -105,16 +108,39 @@ def rates():
     n = 1 << 20
     rng = np.random.default_rng(0)
     a = np.zeros(n, dtype=np.float32)
+    a64 = np.zeros(n, dtype=np.float64)
     t = torch.zeros(n)
+    t64 = torch.zeros(n, dtype=torch.float64)
     for name, f in [
         ("numpy  normal f32 (PCG64)", lambda: rng.standard_normal(dtype=np.float32, out=a)),
         ("numpy  uniform f32 (PCG64)", lambda: rng.random(dtype=np.float32, out=a)),
         ("torch  normal f32 (1 thread)", lambda: t.normal_()),
         ("torch  uniform f32 (1 thread)", lambda: t.uniform_()),
+        ("numpy  normal f64 (PCG64)", lambda: rng.standard_normal(dtype=np.float64, out=a64)),
+        ("torch  normal f64 (1 thread)", lambda: t64.normal_()),
+        ("torch  uniform f64 (1 thread)", lambda: t64.uniform_()),
     ]:
         f()
         best = min(_time(f) for _ in range(64))
         print(f"{name:<30} {n / best / 1e6:8.0f} M values/s (single core)")
+
+
+def orthogonal(shapes):
+    """torch.nn.init.orthogonal_ per shape (median of 3) and max |QᵀQ − I| on 64 spread
+    columns of the smaller side, as benches/orthogonal.rs reports specc's."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("THREADS", os.cpu_count())))
+    for shape in shapes:
+        rows, cols = map(int, shape.split("x"))
+        w = torch.empty(rows, cols)
+        times = sorted(_time(lambda: torch.nn.init.orthogonal_(w)) for _ in range(3))
+        q = (w if rows >= cols else w.T).double()
+        n = q.shape[1]
+        picks = [i * n // min(64, n) for i in range(min(64, n))]
+        g = q[:, picks].T @ q[:, picks]
+        err = (g - torch.eye(len(picks), dtype=torch.float64)).abs().max().item()
+        print(f"torch orthogonal_ {rows}x{cols}: median {times[1]:.2f} s (min {times[0]:.2f}), threads {torch.get_num_threads()}, max|QtQ-I| {err:.2e}")
 
 
 def _time(f):
@@ -128,7 +154,9 @@ if __name__ == "__main__":
     if what == "rates":
         rates()
     elif what == "torch":
-        build_torch(*sys.argv[2:5], sync="--fsync" in sys.argv[5:])
+        build_torch(*sys.argv[2:5], sync="--fsync" in sys.argv[5:], f64="--f64" in sys.argv[5:])
+    elif what == "orthogonal":
+        orthogonal(sys.argv[2:])
     elif what == "numpy":
         build_numpy(*sys.argv[2:5], sync="--fsync" in sys.argv[5:])
     else:

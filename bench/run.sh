@@ -76,6 +76,21 @@ echo "single-core sampler throughput (best pass over a reused 1 Mi-value buffer)
 cargo bench --quiet --bench samplers 2>/dev/null | sed 's/^/  specc  /'
 "$PY" bench/frameworks.py rates | sed 's/^/  /'
 
+echo
+echo "gpt2-small in f64 (specc --dtype f64 against torch's f64 init + save_file), policy cache:"
+row tool wall "peak RSS" "vs specc"
+measure "$SPECC" build specs/gpt2-small.yaml --dtype f64 -o "$OUT/bench-f64.safetensors"; s=$WALL; row specc "$s" "$RSS" 1.00x
+measure "$PY" bench/frameworks.py torch "$SPECC" specs/gpt2-small.yaml "$OUT/bench-torch-f64.safetensors" --f64; t=$WALL; row pytorch "$t" "$RSS" "$(ratio "$t" "$s")"
+clean
+
+echo
+echo "orthogonal, specc (format 2) beside torch.nn.init.orthogonal_, same threads:"
+cargo build --release --quiet --bench orthogonal
+for threads in 1 $(nproc); do
+  RAYON_NUM_THREADS=$threads cargo bench --quiet --bench orthogonal -- 1024x1024 4096x4096 11008x4096 2>/dev/null | sed 's/^/  specc /'
+  THREADS=$threads "$PY" bench/frameworks.py orthogonal 1024x1024 4096x4096 11008x4096 | sed 's/^/  /'
+done
+
 if [ -z "${SKIP_7B:-}" ]; then
   echo
   RUNS=1 measure "$SPECC" build specs/llama2-7b.yaml -o "$OUT/bench-llama2-7b.safetensors" --max-shard-size 2GB

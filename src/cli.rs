@@ -522,7 +522,14 @@ fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
         }
         Format::Human => report::table(&model),
         Format::Json => {
-            serde_json::to_string_pretty(&report::json(&model)).expect("summary serializes") + "\n"
+            // Written as it serializes: a 100k-layer summary is 140 MB of JSON.
+            let out = std::io::stdout().lock();
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+            let _ = serde_json::to_writer_pretty(&mut w, &report::json(&model))
+                .map_err(std::io::Error::from)
+                .and_then(|()| w.write_all(b"\n"))
+                .and_then(|()| w.flush());
+            return code;
         }
     };
     stdout(&out);

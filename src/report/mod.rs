@@ -263,49 +263,91 @@ fn signal_rows(m: &Model) -> Vec<(String, &'static str, f64)> {
         .collect()
 }
 
-/// The summary as JSON (SPEC.md section 6).
-pub fn json(m: &Model) -> serde_json::Value {
-    let tensors: Vec<serde_json::Value> = m
-        .tensors
-        .iter()
-        .map(|t| {
-            serde_json::json!({
-                "name": t.name,
-                "shape": t.shape,
-                "dtype": t.dtype.name(),
-                "initializer": {
-                    "name": t.choice.written,
-                    "source": t.choice.source,
-                    "default_rule": t.choice.default_rule,
-                    "rule": t.init.to_string(),
-                    "params": t.init,
-                    "distribution": distribution(t),
-                },
-                "fan_in": t.fans.fan_in,
-                "fan_out": t.fans.fan_out,
-                "fans_from": t.fans_from,
-                "trainable": t.trainable,
-                "params": t.numel(),
-                "bytes": t.bytes(),
-                "role": t.role,
-                "layer": t.layer,
-                "seed": t.seed,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "model": m.name,
-        "layout": m.layout,
-        "seed": m.seed,
-        "tensors": tensors,
-        "ties": m.ties,
-        "layers": signal_rows(m)
+/// The summary as JSON (SPEC.md section 6): a view of the model that serializes as it is
+/// written, so a 100k-layer summary is not first built as a tree of values.
+pub fn json(m: &Model) -> Summary<'_> {
+    Summary(m)
+}
+
+/// [`json`]'s serializable view.
+pub struct Summary<'a>(&'a Model);
+
+/// One tensor of [`Summary`].
+struct TensorJson<'a>(&'a TensorDecl);
+
+/// A tensor's initializer in [`Summary`].
+struct InitJson<'a>(&'a TensorDecl);
+
+impl serde::Serialize for InitJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let t = self.0;
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("name", &t.choice.written)?;
+        m.serialize_entry("source", &t.choice.source)?;
+        m.serialize_entry("default_rule", &t.choice.default_rule)?;
+        m.serialize_entry("rule", &t.init.to_string())?;
+        m.serialize_entry("params", &t.init)?;
+        m.serialize_entry("distribution", &distribution(t))?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for TensorJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let t = self.0;
+        let mut m = s.serialize_map(Some(15))?;
+        m.serialize_entry("name", &t.name)?;
+        m.serialize_entry("shape", &t.shape)?;
+        m.serialize_entry("dtype", t.dtype.name())?;
+        m.serialize_entry("initializer", &InitJson(t))?;
+        m.serialize_entry("fan_in", &t.fans.fan_in)?;
+        m.serialize_entry("fan_out", &t.fans.fan_out)?;
+        m.serialize_entry("fans_from", &t.fans_from)?;
+        m.serialize_entry("trainable", &t.trainable)?;
+        m.serialize_entry("params", &t.numel())?;
+        m.serialize_entry("bytes", &t.bytes())?;
+        m.serialize_entry("role", &t.role)?;
+        m.serialize_entry("layer", &t.layer)?;
+        m.serialize_entry("seed", &t.seed)?;
+        m.end()
+    }
+}
+
+/// A layer's predicted scale in [`Summary`].
+#[derive(serde::Serialize)]
+struct LayerJson {
+    path: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    predicted_std: f64,
+}
+
+impl serde::Serialize for Summary<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.0;
+        let layers: Vec<LayerJson> = signal_rows(m)
             .into_iter()
-            .map(|(path, kind, std)| serde_json::json!({"path": path, "type": kind, "predicted_std": std}))
-            .collect::<Vec<_>>(),
-        "total_params": m.total_params(),
-        "total_bytes": m.total_bytes(),
-    })
+            .map(|(path, kind, predicted_std)| LayerJson {
+                path,
+                kind,
+                predicted_std,
+            })
+            .collect();
+        let tensors: Vec<TensorJson<'_>> = m.tensors.iter().map(TensorJson).collect();
+        let mut map = s.serialize_map(Some(8))?;
+        map.serialize_entry("model", &m.name)?;
+        map.serialize_entry("layout", &m.layout)?;
+        map.serialize_entry("seed", &m.seed)?;
+        map.serialize_entry("tensors", &tensors)?;
+        map.serialize_entry("ties", &m.ties)?;
+        map.serialize_entry("layers", &layers)?;
+        map.serialize_entry("total_params", &m.total_params())?;
+        map.serialize_entry("total_bytes", &m.total_bytes())?;
+        map.end()
+    }
 }
 
 /// Problems shown before "and N more".
