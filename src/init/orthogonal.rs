@@ -23,10 +23,6 @@ pub const BLOCK: usize = 128;
 /// Columns one kernel call updates (two 8-lane vectors).
 const STRIP: usize = 16;
 
-/// Columns one task updates (a multiple of STRIP; wider tasks share each chunk of V across
-/// tiles, which measured no faster here).
-const TASK: usize = 16;
-
 /// Rows of a strip summed before the next l-tile (keeps the strip in L1/L2; does not
 /// change any sum's order).
 const ROWS: usize = 256;
@@ -165,13 +161,6 @@ fn block_t_with(kernel: Kernel, vp: &[f64], p: usize, b: usize, tau: &[f64]) -> 
     let _ = kernel;
     block_t(vp, p, b, tau)
 }
-
-/// A pointer the strip tasks share: each writes only its own columns.
-#[derive(Clone, Copy)]
-struct Shared(*mut f64);
-// SAFETY: tasks write disjoint columns of the matrix and read only their own.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
 
 /// One task's columns of the trailing matrix, `subs` strips of STRIP columns side by side
 /// in `c` (row stride `ldc`; `p` rows, a multiple of 8 — the caller pads), updated by the
@@ -430,7 +419,14 @@ pub fn orthogonal_q(stream: Stream, m: usize, n: usize) -> Vec<f64> {
 /// If this CPU cannot run `kernel`.
 pub fn orthogonal_q_with(kernel: Kernel, stream: Stream, m: usize, n: usize) -> Vec<f64> {
     assert!(kernel.runs_here(), "this CPU cannot run {kernel:?}");
-    let mut a = vec![0.0f64; m * n];
+    // Q is formed strip-major: strips of STRIP columns, each m8 × STRIP row-major and
+    // contiguous (rows padded to 8, columns to a whole strip, with zeros that stay zero), so
+    // that the trailing update reads memory in order — row-major, each of its rows is a
+    // page apart and no prefetcher follows. Converted to row-major at the end.
+    let m8 = m.next_multiple_of(8);
+    let strips = n.div_ceil(STRIP);
+    let span = m8 * STRIP;
+    let mut a = vec![0.0f64; strips * span];
     let mut signs = vec![0.0f64; n];
     let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
     // Reflectors are independent draws: each block's are drawn when it is formed, so the
@@ -449,60 +445,30 @@ pub fn orthogonal_q_with(kernel: Kernel, stream: Stream, m: usize, n: usize) -> 
             for i in 0..p {
                 vpad[i * bp..i * bp + b].copy_from_slice(&vp[i * b..(i + 1) * b]);
             }
-            let shared = Shared(a.as_mut_ptr());
-            let tasks: Vec<usize> = (k1..n).step_by(TASK).collect();
-            tasks.par_iter().for_each_init(
-                || vec![0.0f64; pp * TASK],
-                |c, &j0| {
-                    let w = TASK.min(n - j0);
-                    let subs = w.div_ceil(STRIP);
-                    let base = shared;
-                    if w.is_multiple_of(STRIP) && pp == p {
-                        // SAFETY: this task alone reads and writes columns j0 .. j0 + w,
-                        // rows k0 .. m: the kernel works on them in place (row stride n).
-                        let cols = unsafe {
-                            std::slice::from_raw_parts_mut(base.0.add(k0 * n + j0), (p - 1) * n + w)
-                        };
-                        return strip_update_fast(kernel, cols, n, subs, &vpad, p, b, bp, &t);
-                    }
-                    // Ragged columns (not whole strips, or rows not a multiple of 8): copied
-                    // out, zero-padded, and back.
-                    let ld = subs * STRIP;
-                    // SAFETY: as above.
-                    unsafe {
-                        for i in 0..p {
-                            let src = base.0.add((k0 + i) * n + j0);
-                            let row = &mut c[i * ld..(i + 1) * ld];
-                            row[..w].copy_from_slice(std::slice::from_raw_parts(src, w));
-                            row[w..].fill(0.0);
-                        }
-                        c[p * ld..pp * ld].fill(0.0);
-                    }
-                    strip_update_fast(kernel, &mut c[..pp * ld], ld, subs, &vpad, pp, b, bp, &t);
-                    unsafe {
-                        for i in 0..p {
-                            let dst = base.0.add((k0 + i) * n + j0);
-                            std::slice::from_raw_parts_mut(dst, w)
-                                .copy_from_slice(&c[i * ld..i * ld + w]);
-                        }
-                    }
-                },
-            );
+            // k0 and k1 are multiples of BLOCK, hence of 8 and of STRIP: the strips right of
+            // the block, rows k0 .. k0 + pp (inside m8), each one task, in place.
+            a[(k1 / STRIP) * span..]
+                .par_chunks_mut(span)
+                .for_each(|strip| {
+                    let c = &mut strip[k0 * STRIP..(k0 + pp) * STRIP];
+                    strip_update_fast(kernel, c, STRIP, 1, &vpad, pp, b, bp, &t);
+                });
         }
         panel_with(kernel, &mut vp, p, b, tau);
-        for i in 0..k0 {
-            a[i * n + k0..i * n + k1].fill(0.0);
-        }
         for i in 0..p {
-            a[(k0 + i) * n + k0..(k0 + i) * n + k1].copy_from_slice(&vp[i * b..(i + 1) * b]);
+            for (l, &x) in vp[i * b..(i + 1) * b].iter().enumerate() {
+                let j = k0 + l;
+                a[(j / STRIP) * span + (k0 + i) * STRIP + j % STRIP] = x;
+            }
         }
     }
-    for row in a.chunks_exact_mut(n) {
-        for (x, s) in row.iter_mut().zip(&signs) {
-            *x *= s;
+    let mut q = vec![0.0f64; m * n];
+    q.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = a[(j / STRIP) * span + i * STRIP + j % STRIP] * signs[j];
         }
-    }
-    a
+    });
+    q
 }
 
 /// The plain form of [`orthogonal_q`]: the same operations in the same order, untiled and
