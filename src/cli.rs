@@ -46,12 +46,8 @@ enum Command {
         /// The safetensors file to write.
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
-        /// Seed for every tensor (overrides the spec's `seed`).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Element type of every floating-point tensor (overrides the spec and its layers).
-        #[arg(long, value_parser = ["f32", "f16", "bf16", "f64"])]
-        dtype: Option<String>,
+        #[command(flatten)]
+        values: ValueArgs,
         /// Worker threads (default: all cores, and never more); the output does not depend on it.
         #[arg(long)]
         threads: Option<usize>,
@@ -97,12 +93,9 @@ enum Command {
         /// Test distributions (Kolmogorov-Smirnov per tensor) instead of comparing bytes.
         #[arg(long)]
         stats: bool,
-        /// Seed the build used, if it overrode the spec's (as `build --seed`).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Element type the build used, if it overrode the spec's (as `build --dtype`).
-        #[arg(long, value_parser = ["f32", "f16", "bf16", "f64"])]
-        dtype: Option<String>,
+        /// As the build was given them.
+        #[command(flatten)]
+        values: ValueArgs,
         /// Worker threads (default: all cores); the verdict does not depend on it.
         #[arg(long)]
         threads: Option<usize>,
@@ -177,6 +170,25 @@ enum ImportSource {
         #[arg(long, value_name = "TEMPLATE")]
         template: Option<PathBuf>,
     },
+}
+
+/// What changes a build's values besides the spec: `build` takes them, `verify` takes the
+/// ones the build was given.
+#[derive(clap::Args)]
+struct ValueArgs {
+    /// Seed for every tensor (overrides the spec's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Element type of every floating-point tensor (overrides the spec and its layers).
+    #[arg(long, value_parser = ["f32", "f16", "bf16", "f64"])]
+    dtype: Option<String>,
+}
+
+impl ValueArgs {
+    /// The element type asked for.
+    fn dtype(&self) -> Option<crate::DType> {
+        self.dtype.as_deref().and_then(crate::DType::from_spec)
+    }
 }
 
 #[derive(clap::Args)]
@@ -294,15 +306,13 @@ where
         Command::Build {
             spec,
             output,
-            seed,
-            dtype,
+            values,
             threads,
             max_shard_size,
             part,
             fsync,
             levels,
         } => {
-            let dtype = dtype.as_deref().and_then(crate::DType::from_spec);
             let part = match part
                 .map(Ok)
                 .or_else(|| crate::output::Part::from_env(|k| std::env::var(k).ok()))
@@ -329,8 +339,8 @@ where
                     &spec,
                     &output,
                     crate::Options {
-                        seed,
-                        dtype,
+                        seed: values.seed,
+                        dtype: values.dtype(),
                         lints,
                         set: levels.set.clone(),
                     },
@@ -351,8 +361,7 @@ where
             spec,
             path,
             stats,
-            seed,
-            dtype,
+            values,
             threads,
             format,
             set,
@@ -360,8 +369,8 @@ where
             &spec,
             &path,
             crate::Options {
-                seed,
-                dtype: dtype.as_deref().and_then(crate::DType::from_spec),
+                seed: values.seed,
+                dtype: values.dtype(),
                 set,
                 ..Default::default()
             },
@@ -401,6 +410,13 @@ fn run_check_with(src: &SourceFile, pre: Vec<Diagnostic>, options: crate::Option
             diagnostics: pre,
         }
     }
+}
+
+/// Loads and checks one spec, or the exit code when it cannot be read (2).
+fn load_checked(path: &Path, options: crate::Options) -> Result<(SourceFile, Checked), u8> {
+    let (src, pre) = load(path)?;
+    let checked = run_check_with(&src, pre, options);
+    Ok((src, checked))
 }
 
 fn style() -> HumanStyle {
@@ -503,11 +519,10 @@ fn summary(path: &Path, format: Format, levels: &LevelArgs) -> u8 {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let (src, pre) = match load(path) {
+    let (src, checked) = match load_checked(path, options) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let checked = run_check_with(&src, pre, options);
     let code = exit_for(&checked.diagnostics, levels);
     print_human(&src, &checked.diagnostics);
     let Some(model) = checked.model else {
@@ -658,11 +673,10 @@ fn build(
     build: crate::output::Options,
     levels: &LevelArgs,
 ) -> u8 {
-    let (src, pre) = match load(path) {
+    let (src, checked) = match load_checked(path, options) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let checked = run_check_with(&src, pre, options);
     print_human(&src, &checked.diagnostics);
     let code = exit_for(&checked.diagnostics, levels);
     let model = match (checked.model, code) {
@@ -775,11 +789,10 @@ fn verify(
     how: crate::verify::Options,
     format: Format,
 ) -> u8 {
-    let (src, pre) = match load(spec) {
+    let (src, checked) = match load_checked(spec, options) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let checked = run_check_with(&src, pre, options);
     let errors = checked
         .diagnostics
         .iter()
@@ -822,11 +835,10 @@ fn html_report(spec: &Path, output: &Path, weights: Option<&Path>, levels: &Leve
         Ok(o) => o,
         Err(code) => return code,
     };
-    let (src, pre) = match load(spec) {
+    let (src, checked) = match load_checked(spec, options) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let checked = run_check_with(&src, pre, options);
     print_human(&src, &checked.diagnostics);
     let Some(model) = checked.model else {
         let (e, _) = counts(&checked.diagnostics);

@@ -115,52 +115,45 @@ fn block_t(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
     t
 }
 
-/// [`panel`] and [`block_t`] compiled for `kernel`'s vectors: their loops run across
-/// columns (one lane per column, each sum in its own order), so the bits are the same.
-fn panel_with(kernel: Kernel, vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
-            panel(vp, p, b, tau)
+/// Defines `$name(kernel, args…)`: `$inner(args…)` compiled for `kernel`'s vectors (AVX-512,
+/// AVX2 or the baseline). The same source, so the same bits where its loops run across
+/// columns (one lane per column, each sum in its own order, nothing fused).
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $inner:ident) => {
+        $(#[$m])*
+        fn $name(kernel: Kernel, $($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    $inner($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    $inner($($arg),*)
+                }
+                match kernel {
+                    // SAFETY (both): the caller checked that the CPU runs `kernel`.
+                    Kernel::Avx512 => return unsafe { avx512($($arg),*) },
+                    Kernel::Avx2 => return unsafe { avx2($($arg),*) },
+                    Kernel::Portable => {}
+                }
+            }
+            let _ = kernel;
+            $inner($($arg),*)
         }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
-            panel(vp, p, b, tau)
-        }
-        match kernel {
-            // SAFETY (both): the caller checked that the CPU runs `kernel`.
-            Kernel::Avx512 => return unsafe { avx512(vp, p, b, tau) },
-            Kernel::Avx2 => return unsafe { avx2(vp, p, b, tau) },
-            Kernel::Portable => {}
-        }
-    }
-    let _ = kernel;
-    panel(vp, p, b, tau)
+    };
 }
 
-/// [`block_t`] compiled for `kernel` (see [`panel_with`]).
-fn block_t_with(kernel: Kernel, vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
-            block_t(vp, p, b, tau)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> {
-            block_t(vp, p, b, tau)
-        }
-        match kernel {
-            // SAFETY (both): the caller checked that the CPU runs `kernel`.
-            Kernel::Avx512 => return unsafe { avx512(vp, p, b, tau) },
-            Kernel::Avx2 => return unsafe { avx2(vp, p, b, tau) },
-            Kernel::Portable => {}
-        }
-    }
-    let _ = kernel;
-    block_t(vp, p, b, tau)
-}
+multiversion!(
+    /// [`panel`] compiled for `kernel`'s vectors.
+    fn panel_with(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) -> () = panel
+);
+
+multiversion!(
+    /// [`block_t`] compiled for `kernel`'s vectors.
+    fn block_t_with(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> = block_t
+);
 
 /// One task's columns of the trailing matrix, `subs` strips of STRIP columns side by side
 /// in `c` (row stride `ldc`; `p` rows, a multiple of 8 — the caller pads), updated by the
