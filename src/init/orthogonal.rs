@@ -273,6 +273,113 @@ mod avx512 {
     use super::{ROWS, STRIP};
     use std::arch::x86_64::*;
 
+    /// [`super::strip_update`] on two strips at once (`ca`, `cb`: pp × 16 each, contiguous):
+    /// 4 × 32 register tiles, so that each broadcast of V feeds four vectors. The same
+    /// operations on every element as one strip at a time, so the same bits.
+    ///
+    /// # Safety
+    /// AVX-512F; `ca` and `cb` hold `p` rows of 16 (p a multiple of 4), `vp` p × `bp`,
+    /// `t` b × b, with b ≤ bp and bp a multiple of 8.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pair_update(
+        ca: &mut [f64],
+        cb: &mut [f64],
+        vp: &[f64],
+        p: usize,
+        b: usize,
+        bp: usize,
+        t: &[f64],
+    ) {
+        let (pa, pb, vpp, tp) = (ca.as_mut_ptr(), cb.as_mut_ptr(), vp.as_ptr(), t.as_ptr());
+        let mut w = vec![0.0f64; 2 * bp * STRIP];
+        let mut tw = vec![0.0f64; 2 * bp * STRIP];
+        let (wp, twp) = (w.as_mut_ptr(), tw.as_mut_ptr());
+        let second = bp * STRIP;
+        // SAFETY (all below): indices stay inside the sizes the caller guarantees.
+        unsafe {
+            for i0 in (0..p).step_by(ROWS) {
+                let i1 = (i0 + ROWS).min(p);
+                for l0 in (0..bp).step_by(4) {
+                    let mut acc = [_mm512_setzero_pd(); 16];
+                    for l in 0..4 {
+                        let at = (l0 + l) * STRIP;
+                        acc[4 * l] = _mm512_loadu_pd(wp.add(at));
+                        acc[4 * l + 1] = _mm512_loadu_pd(wp.add(at + 8));
+                        acc[4 * l + 2] = _mm512_loadu_pd(wp.add(second + at));
+                        acc[4 * l + 3] = _mm512_loadu_pd(wp.add(second + at + 8));
+                    }
+                    for i in i0..i1 {
+                        let a0 = _mm512_loadu_pd(pa.add(i * STRIP));
+                        let a1 = _mm512_loadu_pd(pa.add(i * STRIP + 8));
+                        let b0 = _mm512_loadu_pd(pb.add(i * STRIP));
+                        let b1 = _mm512_loadu_pd(pb.add(i * STRIP + 8));
+                        for l in 0..4 {
+                            let v = _mm512_set1_pd(*vpp.add(i * bp + l0 + l));
+                            acc[4 * l] = _mm512_add_pd(acc[4 * l], _mm512_mul_pd(v, a0));
+                            acc[4 * l + 1] = _mm512_add_pd(acc[4 * l + 1], _mm512_mul_pd(v, a1));
+                            acc[4 * l + 2] = _mm512_add_pd(acc[4 * l + 2], _mm512_mul_pd(v, b0));
+                            acc[4 * l + 3] = _mm512_add_pd(acc[4 * l + 3], _mm512_mul_pd(v, b1));
+                        }
+                    }
+                    for l in 0..4 {
+                        let at = (l0 + l) * STRIP;
+                        _mm512_storeu_pd(wp.add(at), acc[4 * l]);
+                        _mm512_storeu_pd(wp.add(at + 8), acc[4 * l + 1]);
+                        _mm512_storeu_pd(wp.add(second + at), acc[4 * l + 2]);
+                        _mm512_storeu_pd(wp.add(second + at + 8), acc[4 * l + 3]);
+                    }
+                }
+            }
+            for half in [0, second] {
+                let (ws, tws) = (wp.add(half), twp.add(half));
+                for l in 0..b {
+                    let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                    for q in 0..b {
+                        let x = _mm512_set1_pd(*tp.add(l * b + q));
+                        a0 =
+                            _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP))));
+                        a1 = _mm512_add_pd(
+                            a1,
+                            _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP + 8))),
+                        );
+                    }
+                    _mm512_storeu_pd(tws.add(l * STRIP), a0);
+                    _mm512_storeu_pd(tws.add(l * STRIP + 8), a1);
+                }
+            }
+            for i0 in (0..p).step_by(4) {
+                let mut acc = [_mm512_setzero_pd(); 16];
+                for l in 0..b {
+                    let at = l * STRIP;
+                    let wa0 = _mm512_loadu_pd(twp.add(at));
+                    let wa1 = _mm512_loadu_pd(twp.add(at + 8));
+                    let wb0 = _mm512_loadu_pd(twp.add(second + at));
+                    let wb1 = _mm512_loadu_pd(twp.add(second + at + 8));
+                    for r in 0..4 {
+                        let v = _mm512_set1_pd(*vpp.add((i0 + r) * bp + l));
+                        acc[4 * r] = _mm512_add_pd(acc[4 * r], _mm512_mul_pd(v, wa0));
+                        acc[4 * r + 1] = _mm512_add_pd(acc[4 * r + 1], _mm512_mul_pd(v, wa1));
+                        acc[4 * r + 2] = _mm512_add_pd(acc[4 * r + 2], _mm512_mul_pd(v, wb0));
+                        acc[4 * r + 3] = _mm512_add_pd(acc[4 * r + 3], _mm512_mul_pd(v, wb1));
+                    }
+                }
+                for r in 0..4 {
+                    let (xa, xb) = (pa.add((i0 + r) * STRIP), pb.add((i0 + r) * STRIP));
+                    _mm512_storeu_pd(xa, _mm512_sub_pd(_mm512_loadu_pd(xa), acc[4 * r]));
+                    _mm512_storeu_pd(
+                        xa.add(8),
+                        _mm512_sub_pd(_mm512_loadu_pd(xa.add(8)), acc[4 * r + 1]),
+                    );
+                    _mm512_storeu_pd(xb, _mm512_sub_pd(_mm512_loadu_pd(xb), acc[4 * r + 2]));
+                    _mm512_storeu_pd(
+                        xb.add(8),
+                        _mm512_sub_pd(_mm512_loadu_pd(xb.add(8)), acc[4 * r + 3]),
+                    );
+                }
+            }
+        }
+    }
+
     /// [`super::strip_update`], each strip's 16 columns as two 8-lane vectors.
     ///
     /// # Safety
@@ -441,10 +548,23 @@ pub fn orthogonal_q_with(kernel: Kernel, stream: Stream, m: usize, n: usize) -> 
             // k0 and k1 are multiples of BLOCK, hence of 8 and of STRIP: the strips right of
             // the block, rows k0 .. k0 + pp (inside m8), each one task, in place.
             a[(k1 / STRIP) * span..]
-                .par_chunks_mut(span)
-                .for_each(|strip| {
-                    let c = &mut strip[k0 * STRIP..(k0 + pp) * STRIP];
-                    strip_update_fast(kernel, c, STRIP, 1, &vpad, pp, b, bp, &t);
+                .par_chunks_mut(2 * span)
+                .for_each(|pair| {
+                    let (x, y) = pair.split_at_mut(span.min(pair.len()));
+                    let rows = k0 * STRIP..(k0 + pp) * STRIP;
+                    #[cfg(target_arch = "x86_64")]
+                    if kernel == Kernel::Avx512 && !y.is_empty() {
+                        let (ca, cb) = (&mut x[rows.clone()], &mut y[rows.clone()]);
+                        assert!(vpad.len() >= pp * bp && t.len() >= b * b && pp.is_multiple_of(4));
+                        // SAFETY: AVX-512F (checked by the caller), sizes asserted.
+                        return unsafe { avx512::pair_update(ca, cb, &vpad, pp, b, bp, &t) };
+                    }
+                    for strip in [x, y] {
+                        if !strip.is_empty() {
+                            let c = &mut strip[rows.clone()];
+                            strip_update_fast(kernel, c, STRIP, 1, &vpad, pp, b, bp, &t);
+                        }
+                    }
                 });
         }
         panel_with(kernel, &mut vp, p, b, tau);
