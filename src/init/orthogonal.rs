@@ -155,117 +155,112 @@ multiversion!(
     fn block_t_with(vp: &[f64], p: usize, b: usize, tau: &[f64]) -> Vec<f64> = block_t
 );
 
-/// One task's columns of the trailing matrix, `subs` strips of STRIP columns side by side
-/// in `c` (row stride `ldc`; `p` rows, a multiple of 8 — the caller pads), updated by the
-/// block: W = Vᵀ C, W ← T W, C ← C − V W. `vp` is the panel with `bp` columns (b rounded
-/// up to 8, zero-padded). Tiles have constant sizes so that accumulators stay in registers;
-/// each chunk of V is used for every strip before the next is read (V is the large operand:
-/// 11 MB for an 11008-row panel); the padding only adds zero terms to sums then dropped.
+/// One strip of the trailing matrix, `c` (`p` rows of STRIP columns, contiguous; p a
+/// multiple of 8 — the matrix's rows are padded with zeros), updated by the block:
+/// W = Vᵀ C, W ← T W, C ← C − V W. `vp` is the panel with `bp` columns (b rounded up to 8,
+/// zero-padded). Tiles have constant sizes so that accumulators stay in registers; the
+/// padding only adds zero terms to sums that are then dropped.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)] // a kernel's operands, each a different extent
-fn strip_update(
-    c: &mut [f64],
-    ldc: usize,
-    subs: usize,
-    vp: &[f64],
-    p: usize,
-    b: usize,
-    bp: usize,
-    t: &[f64],
-) {
+fn strip_update(c: &mut [f64], vp: &[f64], p: usize, b: usize, bp: usize, t: &[f64]) {
     // W = Vᵀ C: for each reflector and column, the sum over rows in order; rows in chunks
     // of ROWS, 8 reflectors at a time (the accumulators are kept in `w` between chunks).
-    let mut w = vec![0.0f64; subs * bp * STRIP];
+    let mut w = vec![0.0f64; bp * STRIP];
     for i0 in (0..p).step_by(ROWS) {
         let i1 = (i0 + ROWS).min(p);
-        for sub in 0..subs {
-            let (ws, c0) = (sub * bp * STRIP, sub * STRIP);
-            for l0 in (0..bp).step_by(8) {
-                let mut acc = [[0.0f64; STRIP]; 8];
-                for l in 0..8 {
-                    for j in 0..STRIP {
-                        acc[l][j] = w[ws + (l0 + l) * STRIP + j];
-                    }
-                }
-                for i in i0..i1 {
-                    for l in 0..8 {
-                        let v = vp[i * bp + l0 + l];
-                        for j in 0..STRIP {
-                            acc[l][j] += v * c[i * ldc + c0 + j];
-                        }
-                    }
-                }
-                for l in 0..8 {
-                    for j in 0..STRIP {
-                        w[ws + (l0 + l) * STRIP + j] = acc[l][j];
-                    }
-                }
-            }
-        }
-    }
-    // W ← T W (T upper triangular, b × b; the sum runs over every q < b in order).
-    let mut tw = vec![0.0f64; subs * bp * STRIP];
-    for sub in 0..subs {
-        let ws = sub * bp * STRIP;
-        for l in 0..b {
-            let mut acc = [0.0f64; STRIP];
-            for q in 0..b {
-                let tl = t[l * b + q];
+        for l0 in (0..bp).step_by(8) {
+            let mut acc = [[0.0f64; STRIP]; 8];
+            for l in 0..8 {
                 for j in 0..STRIP {
-                    acc[j] += tl * w[ws + q * STRIP + j];
+                    acc[l][j] = w[(l0 + l) * STRIP + j];
                 }
             }
-            tw[ws + l * STRIP..ws + (l + 1) * STRIP].copy_from_slice(&acc);
+            for i in i0..i1 {
+                for l in 0..8 {
+                    let v = vp[i * bp + l0 + l];
+                    for j in 0..STRIP {
+                        acc[l][j] += v * c[i * STRIP + j];
+                    }
+                }
+            }
+            for l in 0..8 {
+                for j in 0..STRIP {
+                    w[(l0 + l) * STRIP + j] = acc[l][j];
+                }
+            }
         }
     }
+    let tw = times_t(&w, b, t);
     // C ← C − V W, 8 rows at a time: the sum over the b reflectors in order, then one
     // subtraction.
     for i0 in (0..p).step_by(8) {
-        for sub in 0..subs {
-            let (ws, c0) = (sub * bp * STRIP, sub * STRIP);
-            let mut acc = [[0.0f64; STRIP]; 8];
-            for l in 0..b {
-                for r in 0..8 {
-                    let v = vp[(i0 + r) * bp + l];
-                    for j in 0..STRIP {
-                        acc[r][j] += v * tw[ws + l * STRIP + j];
-                    }
+        let mut acc = [[0.0f64; STRIP]; 8];
+        for l in 0..b {
+            for r in 0..8 {
+                let v = vp[(i0 + r) * bp + l];
+                for j in 0..STRIP {
+                    acc[r][j] += v * tw[l * STRIP + j];
                 }
             }
-            for r in 0..8 {
-                for j in 0..STRIP {
-                    c[(i0 + r) * ldc + c0 + j] -= acc[r][j];
-                }
+        }
+        for r in 0..8 {
+            for j in 0..STRIP {
+                c[(i0 + r) * STRIP + j] -= acc[r][j];
             }
         }
     }
 }
 
-/// [`strip_update`] with AVX-512 intrinsics where the CPU has them: the same operations
-/// lane by lane (each lane is one column; no sum is split across lanes, mul and add stay
-/// separate), so the same bits as the portable form.
+/// W ← T W for one strip's W (rows of STRIP): T upper triangular, b × b, each sum over
+/// every q < b in order (lanes are columns, so the compiler's vectors keep the bits).
+#[inline(always)]
+fn times_t(w: &[f64], b: usize, t: &[f64]) -> Vec<f64> {
+    let mut tw = vec![0.0f64; w.len()];
+    for l in 0..b {
+        let mut acc = [0.0f64; STRIP];
+        for q in 0..b {
+            let tl = t[l * b + q];
+            for j in 0..STRIP {
+                acc[j] += tl * w[q * STRIP + j];
+            }
+        }
+        tw[l * STRIP..(l + 1) * STRIP].copy_from_slice(&acc);
+    }
+    tw
+}
+
+/// The trailing update of one or two strips ([`strip_update`] each), with AVX-512
+/// intrinsics where the CPU has them: the same operations lane by lane (a lane is a
+/// column; no sum is split across lanes, mul and add stay separate), so the same bits.
 #[allow(clippy::too_many_arguments)] // a kernel's operands, each a different extent
-fn strip_update_fast(
+fn strips_update(
     kernel: Kernel,
-    c: &mut [f64],
-    ldc: usize,
-    subs: usize,
+    x: &mut [f64],
+    y: Option<&mut [f64]>,
     vp: &[f64],
     p: usize,
     b: usize,
     bp: usize,
     t: &[f64],
 ) {
-    assert!(p.is_multiple_of(8) && p > 0 && ldc >= subs * STRIP);
-    assert!(c.len() >= (p - 1) * ldc + subs * STRIP && vp.len() >= p * bp);
+    assert!(p.is_multiple_of(8) && p > 0 && x.len() == p * STRIP && vp.len() >= p * bp);
     assert!(t.len() >= b * b && b <= bp && bp.is_multiple_of(8));
+    assert!(y.as_ref().is_none_or(|y| y.len() == p * STRIP));
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Avx512 {
+        // A lone strip is paired with zeros, which stay zero (about one strip a block).
+        let mut zeros = Vec::new();
+        let y = y.unwrap_or_else(|| {
+            zeros.resize(p * STRIP, 0.0);
+            &mut zeros
+        });
         // SAFETY: the caller checked the CPU has AVX-512F; the sizes are checked above.
-        return unsafe { avx512::strip_update(c, ldc, subs, vp, p, b, bp, t) };
+        return unsafe { avx512::pair_update(x, y, vp, p, b, bp, t) };
     }
     let _ = kernel;
-    strip_update(c, ldc, subs, vp, p, b, bp, t)
+    strip_update(x, vp, p, b, bp, t);
+    if let Some(y) = y {
+        strip_update(y, vp, p, b, bp, t);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -330,23 +325,8 @@ mod avx512 {
                     }
                 }
             }
-            for half in [0, second] {
-                let (ws, tws) = (wp.add(half), twp.add(half));
-                for l in 0..b {
-                    let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-                    for q in 0..b {
-                        let x = _mm512_set1_pd(*tp.add(l * b + q));
-                        a0 =
-                            _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP))));
-                        a1 = _mm512_add_pd(
-                            a1,
-                            _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP + 8))),
-                        );
-                    }
-                    _mm512_storeu_pd(tws.add(l * STRIP), a0);
-                    _mm512_storeu_pd(tws.add(l * STRIP + 8), a1);
-                }
-            }
+            times_t(wp, twp, b, tp);
+            times_t(wp.add(second), twp.add(second), b, tp);
             for i0 in (0..p).step_by(4) {
                 let mut acc = [_mm512_setzero_pd(); 16];
                 for l in 0..b {
@@ -380,94 +360,23 @@ mod avx512 {
         }
     }
 
-    /// [`super::strip_update`], each strip's 16 columns as two 8-lane vectors.
+    /// [`super::times_t`] on one strip's W at `w` into `tw`.
     ///
     /// # Safety
-    /// AVX-512F, and the sizes [`super::strip_update_fast`] checks.
+    /// AVX-512F; `w` and `tw` hold b rows of STRIP, `t` b × b.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)] // a kernel's operands, each a different extent
-    pub unsafe fn strip_update(
-        c: &mut [f64],
-        ldc: usize,
-        subs: usize,
-        vp: &[f64],
-        p: usize,
-        b: usize,
-        bp: usize,
-        t: &[f64],
-    ) {
-        let (cp, vpp, tp) = (c.as_mut_ptr(), vp.as_ptr(), t.as_ptr());
-        let mut w = vec![0.0f64; subs * bp * STRIP];
-        let mut tw = vec![0.0f64; subs * bp * STRIP];
-        let (wp, twp) = (w.as_mut_ptr(), tw.as_mut_ptr());
-        // SAFETY (all below): indices stay inside the sizes the caller guarantees.
+    unsafe fn times_t(w: *const f64, tw: *mut f64, b: usize, t: *const f64) {
+        // SAFETY: indices stay inside the sizes the caller guarantees.
         unsafe {
-            for i0 in (0..p).step_by(ROWS) {
-                let i1 = (i0 + ROWS).min(p);
-                for sub in 0..subs {
-                    let (ws, c0) = (wp.add(sub * bp * STRIP), cp.add(sub * STRIP));
-                    for l0 in (0..bp).step_by(8) {
-                        let mut acc = [_mm512_setzero_pd(); 16];
-                        for l in 0..8 {
-                            acc[2 * l] = _mm512_loadu_pd(ws.add((l0 + l) * STRIP));
-                            acc[2 * l + 1] = _mm512_loadu_pd(ws.add((l0 + l) * STRIP + 8));
-                        }
-                        for i in i0..i1 {
-                            let x0 = _mm512_loadu_pd(c0.add(i * ldc));
-                            let x1 = _mm512_loadu_pd(c0.add(i * ldc + 8));
-                            for l in 0..8 {
-                                let v = _mm512_set1_pd(*vpp.add(i * bp + l0 + l));
-                                acc[2 * l] = _mm512_add_pd(acc[2 * l], _mm512_mul_pd(v, x0));
-                                acc[2 * l + 1] =
-                                    _mm512_add_pd(acc[2 * l + 1], _mm512_mul_pd(v, x1));
-                            }
-                        }
-                        for l in 0..8 {
-                            _mm512_storeu_pd(ws.add((l0 + l) * STRIP), acc[2 * l]);
-                            _mm512_storeu_pd(ws.add((l0 + l) * STRIP + 8), acc[2 * l + 1]);
-                        }
-                    }
+            for l in 0..b {
+                let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                for q in 0..b {
+                    let x = _mm512_set1_pd(*t.add(l * b + q));
+                    a0 = _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(w.add(q * STRIP))));
+                    a1 = _mm512_add_pd(a1, _mm512_mul_pd(x, _mm512_loadu_pd(w.add(q * STRIP + 8))));
                 }
-            }
-            for sub in 0..subs {
-                let (ws, tws) = (wp.add(sub * bp * STRIP), twp.add(sub * bp * STRIP));
-                for l in 0..b {
-                    let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-                    for q in 0..b {
-                        let x = _mm512_set1_pd(*tp.add(l * b + q));
-                        a0 =
-                            _mm512_add_pd(a0, _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP))));
-                        a1 = _mm512_add_pd(
-                            a1,
-                            _mm512_mul_pd(x, _mm512_loadu_pd(ws.add(q * STRIP + 8))),
-                        );
-                    }
-                    _mm512_storeu_pd(tws.add(l * STRIP), a0);
-                    _mm512_storeu_pd(tws.add(l * STRIP + 8), a1);
-                }
-            }
-            for i0 in (0..p).step_by(8) {
-                for sub in 0..subs {
-                    let (tws, c0) = (twp.add(sub * bp * STRIP), cp.add(sub * STRIP));
-                    let mut acc = [_mm512_setzero_pd(); 16];
-                    for l in 0..b {
-                        let w0 = _mm512_loadu_pd(tws.add(l * STRIP));
-                        let w1 = _mm512_loadu_pd(tws.add(l * STRIP + 8));
-                        for r in 0..8 {
-                            let v = _mm512_set1_pd(*vpp.add((i0 + r) * bp + l));
-                            acc[2 * r] = _mm512_add_pd(acc[2 * r], _mm512_mul_pd(v, w0));
-                            acc[2 * r + 1] = _mm512_add_pd(acc[2 * r + 1], _mm512_mul_pd(v, w1));
-                        }
-                    }
-                    for r in 0..8 {
-                        let at = c0.add((i0 + r) * ldc);
-                        _mm512_storeu_pd(at, _mm512_sub_pd(_mm512_loadu_pd(at), acc[2 * r]));
-                        _mm512_storeu_pd(
-                            at.add(8),
-                            _mm512_sub_pd(_mm512_loadu_pd(at.add(8)), acc[2 * r + 1]),
-                        );
-                    }
-                }
+                _mm512_storeu_pd(tw.add(l * STRIP), a0);
+                _mm512_storeu_pd(tw.add(l * STRIP + 8), a1);
             }
         }
     }
@@ -547,24 +456,14 @@ pub fn orthogonal_q_with(kernel: Kernel, stream: Stream, m: usize, n: usize) -> 
             }
             // k0 and k1 are multiples of BLOCK, hence of 8 and of STRIP: the strips right of
             // the block, rows k0 .. k0 + pp (inside m8), each one task, in place.
+            // Two strips a task: the AVX-512 kernel shares each broadcast of V between them.
             a[(k1 / STRIP) * span..]
                 .par_chunks_mut(2 * span)
                 .for_each(|pair| {
-                    let (x, y) = pair.split_at_mut(span.min(pair.len()));
                     let rows = k0 * STRIP..(k0 + pp) * STRIP;
-                    #[cfg(target_arch = "x86_64")]
-                    if kernel == Kernel::Avx512 && !y.is_empty() {
-                        let (ca, cb) = (&mut x[rows.clone()], &mut y[rows.clone()]);
-                        assert!(vpad.len() >= pp * bp && t.len() >= b * b && pp.is_multiple_of(4));
-                        // SAFETY: AVX-512F (checked by the caller), sizes asserted.
-                        return unsafe { avx512::pair_update(ca, cb, &vpad, pp, b, bp, &t) };
-                    }
-                    for strip in [x, y] {
-                        if !strip.is_empty() {
-                            let c = &mut strip[rows.clone()];
-                            strip_update_fast(kernel, c, STRIP, 1, &vpad, pp, b, bp, &t);
-                        }
-                    }
+                    let (x, y) = pair.split_at_mut(span.min(pair.len()));
+                    let y = (!y.is_empty()).then(|| &mut y[rows.clone()]);
+                    strips_update(kernel, &mut x[rows], y, &vpad, pp, b, bp, &t);
                 });
         }
         panel_with(kernel, &mut vp, p, b, tau);
