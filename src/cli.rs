@@ -380,43 +380,12 @@ where
     }
 }
 
-/// Loads a spec, or prints why it cannot be read (exit 2).
-fn load(path: &Path) -> Result<(SourceFile, Vec<Diagnostic>), u8> {
-    match SourceFile::load(path) {
-        Ok(Ok(src)) => Ok((src, Vec::new())),
-        Ok(Err((src, bad))) => {
-            let d = Diagnostic::error(
-                diag::NOT_UTF8,
-                crate::Span::new(bad.offset, bad.offset + 1),
-                "the file is not UTF-8 text",
-            )
-            .label("first invalid byte")
-            .help("save the spec as UTF-8");
-            Ok((src, vec![d]))
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(2)
-        }
-    }
-}
-
-fn run_check_with(src: &SourceFile, pre: Vec<Diagnostic>, options: crate::Options) -> Checked {
-    if pre.is_empty() {
-        crate::check_with(src, options)
-    } else {
-        Checked {
-            model: None,
-            diagnostics: pre,
-        }
-    }
-}
-
-/// Loads and checks one spec, or the exit code when it cannot be read (2).
+/// Loads and checks one spec, or prints why it cannot be read (exit 2).
 fn load_checked(path: &Path, options: crate::Options) -> Result<(SourceFile, Checked), u8> {
-    let (src, pre) = load(path)?;
-    let checked = run_check_with(&src, pre, options);
-    Ok((src, checked))
+    crate::load_and_check(path, options).map_err(|e| {
+        eprintln!("error: {e}");
+        2
+    })
 }
 
 fn style() -> HumanStyle {
@@ -468,14 +437,13 @@ fn check(specs: &[PathBuf], format: Format, levels: &LevelArgs) -> u8 {
     let mut worst = 0;
     let mut json = Vec::new();
     for path in specs {
-        let (src, pre) = match load(path) {
+        let (src, checked) = match load_checked(path, options.clone()) {
             Ok(x) => x,
             Err(code) => {
                 worst = worst.max(code);
                 continue;
             }
         };
-        let checked = run_check_with(&src, pre, options.clone());
         worst = worst.max(exit_for(&checked.diagnostics, levels));
         match format {
             Format::Json => json.extend(diag::to_json(&src, &checked.diagnostics)),

@@ -69,6 +69,35 @@ pub fn check(source: &SourceFile) -> Checked {
     check_with(source, Options::default())
 }
 
+/// Reads the spec at `path` and checks it with `options`. A file that is not UTF-8 is an
+/// error diagnostic at its first invalid byte (the check stops there); a file that cannot
+/// be read is the `Err`.
+pub fn load_and_check(
+    path: &std::path::Path,
+    options: Options,
+) -> Result<(SourceFile, Checked), source::LoadError> {
+    Ok(match SourceFile::load(path)? {
+        Ok(src) => {
+            let checked = check_with(&src, options);
+            (src, checked)
+        }
+        Err((src, bad)) => {
+            let d = Diagnostic::error(
+                diag::NOT_UTF8,
+                Span::new(bad.offset, bad.offset + 1),
+                "the file is not UTF-8 text",
+            )
+            .label("first invalid byte")
+            .help("save the spec as UTF-8");
+            let checked = Checked {
+                model: None,
+                diagnostics: vec![d],
+            };
+            (src, checked)
+        }
+    })
+}
+
 /// [`check`] with command-line overrides.
 pub fn check_with(source: &SourceFile, options: Options) -> Checked {
     let mut diags = diag::Diags::new();

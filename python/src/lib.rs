@@ -59,19 +59,6 @@ impl Model {
     }
 }
 
-/// numpy's name for a dtype's elements (bf16: its bits, as uint16).
-fn numpy_name(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "float32",
-        DType::F16 => "float16",
-        DType::BF16 => "uint16",
-        DType::F64 => "float64",
-        DType::I64 => "int64",
-        DType::I32 => "int32",
-        DType::Bool => "bool",
-    }
-}
-
 /// A new uninitialized numpy array of `shape` with elements of type `T`, filled by `gen`.
 fn array<'py, T: numpy::Element>(
     py: Python<'py>,
@@ -185,17 +172,14 @@ impl Model {
             max_shard_size,
             ..Default::default()
         };
-        let job = specc::output::Build::new(&self.model, &self.src, &out, options)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        // Planning hashes every from_file source: without the GIL, as the writing is.
         let r = py
-            .detach(|| job.run(&mut |_| {}))
+            .detach(|| {
+                let job = specc::output::Build::new(&self.model, &self.src, &out, options)?;
+                job.run(&mut |_| {})
+            })
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok((r.files, r.tensors, r.params, r.bytes))
-    }
-
-    /// numpy's dtype name for tensor `name`.
-    fn numpy_dtype(&self, name: &str) -> PyResult<&'static str> {
-        Ok(numpy_name(self.decl(name)?.dtype))
     }
 }
 
@@ -221,35 +205,19 @@ fn open(
                 })?,
         ),
     };
-    let (src, pre) = if text {
-        (SourceFile::new("<spec>", spec), Vec::new())
-    } else {
-        match SourceFile::load(std::path::Path::new(&spec)) {
-            Ok(Ok(src)) => (src, Vec::new()),
-            Ok(Err((src, bad))) => {
-                let d = specc::Diagnostic::error(
-                    specc::diag::NOT_UTF8,
-                    specc::Span::new(bad.offset, bad.offset + 1),
-                    "the file is not UTF-8 text",
-                );
-                (src, vec![d])
-            }
-            Err(e) => return Err(PyOSError::new_err(e.to_string())),
-        }
+    let options = specc::Options {
+        seed,
+        dtype,
+        set,
+        ..Default::default()
     };
-    let checked = if pre.is_empty() {
-        let options = specc::Options {
-            seed,
-            dtype,
-            set,
-            ..Default::default()
-        };
-        py.detach(|| specc::check_with(&src, options))
+    let (src, checked) = if text {
+        let src = SourceFile::new("<spec>", spec);
+        let checked = py.detach(|| specc::check_with(&src, options));
+        (src, checked)
     } else {
-        specc::Checked {
-            model: None,
-            diagnostics: pre,
-        }
+        py.detach(|| specc::load_and_check(std::path::Path::new(&spec), options))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?
     };
     let json = serde_json::to_string(&specc::diag::to_json(&src, &checked.diagnostics))
         .expect("diagnostics serialize");
