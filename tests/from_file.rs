@@ -124,13 +124,7 @@ fn values_are_read_cast_and_copied_bit_for_bit() {
     )
     .unwrap();
     let out = d.path().join("out.safetensors");
-    let o = build(&spec, &out);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::build(&spec, &out, &[]);
     let (tensors, meta) = read(&out);
     let get = |n: &str| tensors.iter().find(|t| t.0 == n).unwrap().clone();
     assert_eq!(get("emb.weight").3, f32s(&emb), "a .npy copied as it is");
@@ -170,6 +164,10 @@ fn a_sharded_directory_and_its_index_are_sources() {
         &base.join("model.safetensors"),
         &["--max-shard-size", "100KB"],
     );
+    // The same spec and seed built whole: each copy must have its bytes.
+    let whole = d.path().join("whole.safetensors");
+    crate::common::build(&spec, &whole, &[]);
+    let whole = read(&whole).0;
     for path in ["base", "base/model.safetensors.index.json"] {
         let grown = d.path().join("g.yaml");
         std::fs::write(
@@ -178,18 +176,9 @@ fn a_sharded_directory_and_its_index_are_sources() {
         )
         .unwrap();
         let out = d.path().join("g.safetensors");
-        let o = build(&grown, &out);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        // The same spec and seed built whole: the copy has its bytes.
-        let whole = d.path().join("whole.safetensors");
-        assert_eq!(build(&spec, &whole).status.code(), Some(0));
-        assert_eq!(read(&out).0, read(&whole).0, "{path}");
-        let (_, meta) = read(&out);
+        crate::common::build(&grown, &out, &[]);
+        let (tensors, meta) = read(&out);
+        assert_eq!(tensors, whole, "{path}");
         assert!(
             meta["from_file"].contains("base/model-00001-of-"),
             "{}",
@@ -252,4 +241,49 @@ fn problems_are_reported_at_the_initializer_and_nothing_is_written() {
     assert!(err.contains("this tensor's transpose"), "{err}");
     assert!(err.contains("drop the fractions"), "{err}");
     assert!(err.contains("from-file"), "{err}");
+}
+
+#[test]
+fn a_snapshot_of_links_to_blobs_is_read_by_the_names_it_shows() {
+    // A Hugging Face hub snapshot: `snapshots/<rev>/*.safetensors(.index.json)` are links to
+    // extension-less files in `blobs/`. The names in the snapshot decide what each file is.
+    let d = tempfile::tempdir().unwrap();
+    let spec = d.path().join("base.yaml");
+    std::fs::write(&spec, "name: b\ninput: [64]\nlayers:\n  - {name: a, type: dense, units: 512}\n  - {name: b, type: dense, units: 64}\n").unwrap();
+    let real = d.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    crate::common::build(
+        &spec,
+        &real.join("model.safetensors"),
+        &["--max-shard-size", "100KB"],
+    );
+    let (blobs, snap) = (d.path().join("blobs"), d.path().join("snapshots/rev"));
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snap).unwrap();
+    for (k, e) in std::fs::read_dir(&real).unwrap().enumerate() {
+        let p = e.unwrap().path();
+        let blob = blobs.join(format!("{k:040x}"));
+        std::fs::rename(&p, &blob).unwrap();
+        std::os::unix::fs::symlink(&blob, snap.join(p.file_name().unwrap())).unwrap();
+    }
+    let whole = d.path().join("whole.safetensors");
+    crate::common::build(&spec, &whole, &[]);
+    let grown = d.path().join("g.yaml");
+    let index = snap.join("model.safetensors.index.json");
+    std::fs::write(
+        &grown,
+        format!("name: b\ninput: [64]\ndefaults:\n  kernel_initializer: {{name: from_file, path: {}}}\n  bias_initializer: {{name: from_file, path: {}}}\nlayers:\n  - {{name: a, type: dense, units: 512}}\n  - {{name: b, type: dense, units: 64}}\n", index.display(), index.display()),
+    )
+    .unwrap();
+    let out = d.path().join("g.safetensors");
+    crate::common::build(&grown, &out, &[]);
+    let (tensors, meta) = read(&out);
+    assert_eq!(tensors, read(&whole).0);
+    // The sources are recorded by the snapshot's names, not the blobs'.
+    let sources: serde_json::Value = serde_json::from_str(&meta["from_file"]).unwrap();
+    let names: Vec<&String> = sources.as_object().unwrap().keys().collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.contains("snapshots/rev/model-0000")),
+        "{names:?}"
+    );
 }

@@ -109,16 +109,10 @@ pub struct Mapped {
 }
 
 impl Mapped {
-    /// The file's SHA-256, computed once, streamed over the mapping.
+    /// The file's SHA-256, computed once, over the mapping.
     pub fn sha256(&self) -> &str {
-        self.sha256.get_or_init(|| {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            for c in self.map.chunks(1 << 20) {
-                h.update(c);
-            }
-            h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-        })
+        self.sha256
+            .get_or_init(|| crate::source::hex_sha256(&self.map))
     }
 }
 
@@ -159,10 +153,13 @@ impl fmt::Debug for Bound {
     }
 }
 
-/// Sources mapped so far in this process, by canonical path (a model reads hundreds of
-/// tensors from one file).
-fn cache() -> &'static Mutex<HashMap<PathBuf, Arc<Source>>> {
-    static C: OnceLock<Mutex<HashMap<PathBuf, Arc<Source>>>> = OnceLock::new();
+/// Which file a cached source is: its canonical path, length and modification time, so
+/// that a file re-saved in a long-lived process (a Python session) is read again.
+type SourceKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
+/// Sources mapped so far in this process (a model reads hundreds of tensors from one file).
+fn cache() -> &'static Mutex<HashMap<SourceKey, Arc<Source>>> {
+    static C: OnceLock<Mutex<HashMap<SourceKey, Arc<Source>>>> = OnceLock::new();
     C.get_or_init(Default::default)
 }
 
@@ -385,24 +382,29 @@ fn open(path: &Path) -> Result<Arc<Source>, String> {
             }
         };
     }
-    let key = std::fs::canonicalize(&path)
-        .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    // The canonical path only keys the cache: the path as written decides what the file is
+    // and where an index's shards are (a Hugging Face snapshot's files are links to
+    // extension-less blobs in another directory).
+    let cannot = |e: std::io::Error| format!("cannot open `{}`: {e}", path.display());
+    let canonical = std::fs::canonicalize(&path).map_err(cannot)?;
+    let meta = std::fs::metadata(&canonical).map_err(cannot)?;
+    let key = (canonical, meta.len(), meta.modified().ok());
     if let Some(s) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(s.clone());
     }
-    let name = key.to_string_lossy();
+    let name = path.to_string_lossy();
     let source = if name.ends_with(".npy") {
-        open_npy(&key)?
+        open_npy(&path)?
     } else if name.ends_with(".json") {
-        open_index(&key)?
+        open_index(&path)?
     } else {
-        open_safetensors(&key)?
+        open_safetensors(&path)?
     };
     let source = Arc::new(source);
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, source.clone());
+    let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+    // A re-saved file's old mapping is not needed again.
+    cache.retain(|(p, _, _), _| *p != key.0);
+    cache.insert(key, source.clone());
     Ok(source)
 }
 
