@@ -270,27 +270,28 @@ impl Parser {
 
     /// or := and ('or' and)*
     fn or(&mut self) -> Result<Ast, ExprError> {
-        let mut v = vec![self.and()?];
-        while self.keyword("or") {
-            v.push(self.and()?);
-        }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            Ast::Logic("or", v)
-        })
+        self.chain("or", Self::and)
     }
 
     /// and := not ('and' not)*
     fn and(&mut self) -> Result<Ast, ExprError> {
-        let mut v = vec![self.not()?];
-        while self.keyword("and") {
-            v.push(self.not()?);
+        self.chain("and", Self::not)
+    }
+
+    /// `next (op next)*`, one `Logic(op, …)` when there is more than one operand.
+    fn chain(
+        &mut self,
+        op: &'static str,
+        next: fn(&mut Self) -> Result<Ast, ExprError>,
+    ) -> Result<Ast, ExprError> {
+        let mut v = vec![next(self)?];
+        while self.keyword(op) {
+            v.push(next(self)?);
         }
         Ok(if v.len() == 1 {
             v.remove(0)
         } else {
-            Ast::Logic("and", v)
+            Ast::Logic(op, v)
         })
     }
 
