@@ -173,6 +173,35 @@ pub(crate) fn files(path: &Path) -> Result<Vec<Listed>, VerifyError> {
         .collect())
 }
 
+/// A checkpoint's files, opened.
+pub(crate) struct Opened {
+    /// Each file as shown in messages, and its reader.
+    pub files: Vec<(String, Reader)>,
+    /// Shards an index lists that are absent, with the tensors it lists in each.
+    pub absent: Vec<(String, Vec<String>)>,
+}
+
+/// Opens every file `path` names ([`files`]); an absent shard of an index is not an error.
+pub(crate) fn open_all(path: &Path) -> Result<Opened, VerifyError> {
+    let mut opened = Opened {
+        files: Vec::new(),
+        absent: Vec::new(),
+    };
+    for (file, listed) in files(path)? {
+        let shown = file.display().to_string();
+        match (Reader::open(&file), listed) {
+            (Ok(r), _) => opened.files.push((shown, r)),
+            (Err(InspectError::Io(e)), Some(tensors))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                opened.absent.push((shown, tensors))
+            }
+            (Err(e), _) => return Err(VerifyError::Read(file, e)),
+        }
+    }
+    Ok(opened)
+}
+
 /// safetensors' dtype for a spec dtype.
 fn st_dtype(d: DType) -> Dtype {
     match d {
@@ -193,25 +222,19 @@ pub fn verify(model: &Model, path: &Path, options: Options) -> Result<Verdict, V
         .build()
         .map_err(|e| VerifyError::Read(path.into(), InspectError::Io(std::io::Error::other(e))))?;
     let mut problems = Vec::new();
-    let mut readers: Vec<(String, Reader)> = Vec::new();
-    for (file, listed) in files(path)? {
-        let shown = file.display().to_string();
-        match Reader::open(&file) {
-            Ok(r) => readers.push((shown, r)),
-            Err(InspectError::Io(e))
-                if e.kind() == std::io::ErrorKind::NotFound && listed.is_some() =>
-            {
-                for t in listed.unwrap_or_default() {
-                    problems.push(Problem {
-                        message: format!("its shard `{shown}` is missing"),
-                        tensor: t,
-                        kind: "missing",
-                        element: None,
-                        file: Some(shown.clone()),
-                    });
-                }
-            }
-            Err(e) => return Err(VerifyError::Read(file, e)),
+    let Opened {
+        files: readers,
+        absent,
+    } = open_all(path)?;
+    for (shown, tensors) in absent {
+        for t in tensors {
+            problems.push(Problem {
+                message: format!("its shard `{shown}` is missing"),
+                tensor: t,
+                kind: "missing",
+                element: None,
+                file: Some(shown.clone()),
+            });
         }
     }
     // Every tensor the files hold, where.
@@ -457,26 +480,33 @@ fn first_difference(
     let pieces: Vec<u64> = (0..numel.div_ceil(per)).collect();
     let found = pieces
         .par_iter()
-        .map(|&k| -> Result<Option<Difference>, InspectError> {
-            let start = k * per;
-            let n = per.min(numel - start) as usize;
-            let mut want = vec![0u8; n * size];
-            let mut have = vec![0u8; n * size];
-            generator.fill_here(start, &mut want);
-            reader.read_at(e.offset + start * size as u64, &mut have)?;
-            Ok(have
-                .chunks_exact(size)
-                .zip(want.chunks_exact(size))
-                .position(|(a, b)| a != b)
-                .map(|i| {
-                    let o = i * size;
-                    (
-                        start + i as u64,
-                        have[o..o + size].to_vec(),
-                        want[o..o + size].to_vec(),
-                    )
-                }))
-        })
+        // Two reused buffers per worker: a fresh 1 MiB allocation per piece is a fresh
+        // mapping, whose pages fault on first touch.
+        .map_init(
+            || (vec![0u8; PIECE.max(size)], vec![0u8; PIECE.max(size)]),
+            |(want, have), &k| -> Result<Option<Difference>, InspectError> {
+                let start = k * per;
+                let n = per.min(numel - start) as usize;
+                let (want, have) = (&mut want[..n * size], &mut have[..n * size]);
+                generator.fill_here(start, want);
+                reader.read_at(e.offset + start * size as u64, have)?;
+                if want == have {
+                    return Ok(None);
+                }
+                Ok(have
+                    .chunks_exact(size)
+                    .zip(want.chunks_exact(size))
+                    .position(|(a, b)| a != b)
+                    .map(|i| {
+                        let o = i * size;
+                        (
+                            start + i as u64,
+                            have[o..o + size].to_vec(),
+                            want[o..o + size].to_vec(),
+                        )
+                    }))
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     Ok(found.into_iter().flatten().min_by_key(|(el, _, _)| *el))
 }

@@ -134,17 +134,10 @@ fn histogram(
 /// Histograms of every tensor a checkpoint holds (by the spec's name, or a tie's other
 /// name), read in parallel.
 fn histograms(model: &Model, path: &Path) -> Result<Vec<Option<Hist>>, VerifyError> {
-    let mut readers = Vec::new();
-    for (file, _) in verify::files(path)? {
-        match Reader::open(&file) {
-            Ok(r) => readers.push(r),
-            // A shard the index lists but that is absent: its tensors have no histogram.
-            Err(InspectError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(VerifyError::Read(file, e)),
-        }
-    }
+    // A shard the index lists but that is absent: its tensors have no histogram.
+    let opened = verify::open_all(path)?;
     let mut found: BTreeMap<&str, (&Reader, &crate::inspect::Entry)> = BTreeMap::new();
-    for r in &readers {
+    for (_, r) in &opened.files {
         for e in &r.entries {
             found.insert(&e.name, (r, e));
         }
