@@ -384,35 +384,49 @@ mod avx512 {
 
 /// Forms the panel's own columns in place (`dorg2r` on `vp`, P × b): from the last
 /// reflector back, H_l applied to the columns right of it, then column l = H_l e_l.
+///
+/// One pass over the rows per reflector: row i gets step l's update and column l's final
+/// value, then adds its terms to step l − 1's sums (which need exactly those values, and
+/// run over the rows in the same order), so the panel is read once per step, not twice.
 #[inline(always)]
 fn panel(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
+    // s_c = τ_l Σ_{i ≥ l} v_il A_ic for the columns c > l of the step at hand (empty for the
+    // last reflector, which has no columns right of it).
+    let mut s: Vec<f64> = Vec::new();
     for l in (0..b).rev() {
-        let tl = tau[l];
-        // s_c = Σ_i v_i · A_ic over rows l.., for every column c > l at once, row by row.
-        let mut s = vec![0.0f64; b - l - 1];
-        for i in l..p {
-            let v = vp[i * b + l];
-            for (x, &y) in s.iter_mut().zip(&vp[i * b + l + 1..i * b + b]) {
-                *x += v * y;
-            }
-        }
-        for x in s.iter_mut() {
-            *x *= tl;
-        }
-        for i in l..p {
-            let v = vp[i * b + l];
-            for (y, &x) in vp[i * b + l + 1..i * b + b].iter_mut().zip(&s) {
-                *y -= x * v;
-            }
-        }
-        let h = tl * vp[l * b + l];
+        let h = tau[l] * vp[l * b + l];
+        let mut next = vec![0.0f64; if l > 0 { b - l } else { 0 }];
         for i in 0..l {
             vp[i * b + l] = 0.0;
         }
-        vp[l * b + l] = 1.0 - h * vp[l * b + l];
-        for i in l + 1..p {
-            vp[i * b + l] = -(h * vp[i * b + l]);
+        if l > 0 {
+            // Row l − 1: outside step l's rows; its column l is now 0.
+            let i = l - 1;
+            let v = vp[i * b + l - 1];
+            for (x, &y) in next.iter_mut().zip(&vp[i * b + l..i * b + b]) {
+                *x += v * y;
+            }
         }
+        for i in l..p {
+            let row = &mut vp[i * b..(i + 1) * b];
+            let v = row[l];
+            for (y, &x) in row[l + 1..].iter_mut().zip(&s) {
+                *y -= x * v;
+            }
+            row[l] = if i == l { 1.0 - h * v } else { -(h * v) };
+            if l > 0 {
+                let w = row[l - 1];
+                for (x, &y) in next.iter_mut().zip(&row[l..]) {
+                    *x += w * y;
+                }
+            }
+        }
+        if l > 0 {
+            for x in next.iter_mut() {
+                *x *= tau[l - 1];
+            }
+        }
+        s = next;
     }
 }
 
