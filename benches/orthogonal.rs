@@ -1,8 +1,10 @@
-//! Orthogonal init (format 2's blocked reflectors) beside `torch.nn.init.orthogonal_`:
-//! time per matrix and ‖QᵀQ − I‖ (max entry, on 64 columns), for bench/run.sh.
+//! Orthogonal init (blocked reflectors) beside `torch.nn.init.orthogonal_`: time per
+//! matrix and ‖QᵀQ − I‖ (max entry, on 64 columns), for bench/run.sh.
 //!
-//! Run: `cargo bench --bench orthogonal -- [ROWSxCOLS ...]` (default 1024x1024 4096x4096
-//! 11008x4096); `RAYON_NUM_THREADS` sets the threads.
+//! Run: `cargo bench --bench orthogonal -- [f32|f64] [ROWSxCOLS ...]` (default f32, what an
+//! f32 tensor gets in format 3; f64 is format 2's arithmetic, and format 3's for f64
+//! tensors; shapes default to 1024x1024 4096x4096 11008x4096); `RAYON_NUM_THREADS` sets
+//! the threads.
 
 use specc::init::orthogonal::orthogonal_q;
 use specc::init::rng::Stream;
@@ -17,6 +19,7 @@ fn main() {
             (r.parse().expect("rows"), c.parse().expect("cols"))
         })
         .collect();
+    let f64_arithmetic = std::env::args().any(|a| a == "f64");
     let shapes = if shapes.is_empty() {
         vec![(1024, 1024), (4096, 4096), (11008, 4096)]
     } else {
@@ -29,7 +32,11 @@ fn main() {
         let mut q = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
-            q = orthogonal_q(stream, m, n);
+            q = if f64_arithmetic {
+                orthogonal_q::<f64>(stream, m, n)
+            } else {
+                orthogonal_q::<f32>(stream, m, n)
+            };
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
@@ -45,7 +52,8 @@ fn main() {
             }
         }
         println!(
-            "orthogonal {rows}x{cols}: median {:.2} s (min {:.2}), threads {}, max|QtQ-I| {worst:.2e} (f32)",
+            "orthogonal {rows}x{cols} in {}: median {:.2} s (min {:.2}), threads {}, max|QtQ-I| {worst:.2e} (f32)",
+            if f64_arithmetic { "f64" } else { "f32" },
             times[1],
             times[0],
             rayon::current_num_threads()

@@ -252,7 +252,7 @@ pub fn verify(model: &Model, path: &Path, options: Options) -> Result<Verdict, V
             problems.push(Problem {
                 tensor: String::new(),
                 kind: "format",
-                message: format!("`{shown}` was built by specc format {f}; this specc generates formats 1 and 2, so its bytes cannot be regenerated (`--stats` tests the distributions)"),
+                message: format!("`{shown}` was built by specc format {f}; this specc generates formats 1 to 3, so its bytes cannot be regenerated (`--stats` tests the distributions)"),
                 element: None,
                 file: Some(shown.clone()),
             });

@@ -220,7 +220,7 @@ fn another_seed_is_hinted_and_another_format_number_is_reported() {
     let bytes = std::fs::read(&out).unwrap();
     let at = bytes
         .windows(18)
-        .position(|w| w == b"\"specc_format\":\"2\"")
+        .position(|w| w == b"\"specc_format\":\"3\"")
         .unwrap();
     let mut other = bytes.clone();
     other[at + 16] = b'9';
@@ -264,7 +264,7 @@ fn a_format_1_build_is_regenerated_in_format_1() {
     };
     assert_eq!(
         (meta(&f1).as_deref(), meta(&f2).as_deref()),
-        (Some("1"), Some("2"))
+        (Some("1"), Some("3"))
     );
     // Each file matches the spec in its own format, whichever the spec asks for.
     for spec in [&one, &now] {
@@ -287,6 +287,50 @@ fn a_format_1_build_is_regenerated_in_format_1() {
     let o = run(&["check", s(&bad)]);
     assert_eq!(code(&o), 1);
     assert!(text(&o).contains("specc_format 7"), "{}", text(&o));
+}
+
+#[test]
+fn a_format_2_orthogonal_in_f32_is_regenerated_in_format_2() {
+    // Format 3 forms an f32 tensor's orthogonal matrix in f32, format 2 in f64: other
+    // bytes, and each file matches the spec in its own format.
+    let dir = tempfile::tempdir().unwrap();
+    let spec_text = |format: &str| {
+        format!("name: f\nseed: 3\n{format}input: [300]\nlayers:\n  - {{name: a, type: dense, units: 200, kernel_initializer: orthogonal}}\n")
+    };
+    let two = dir.path().join("two.yaml");
+    let now = dir.path().join("now.yaml");
+    std::fs::write(&two, spec_text("specc_format: 2\n")).unwrap();
+    std::fs::write(&now, spec_text("")).unwrap();
+    let (f2, f3) = (
+        dir.path().join("2.safetensors"),
+        dir.path().join("3.safetensors"),
+    );
+    build(&two, &f2, &[]);
+    build(&now, &f3, &[]);
+    let f32s = |file: &Path| {
+        let r = Reader::open(file).unwrap();
+        let e = r.entries.iter().find(|e| e.name == "a.weight").unwrap();
+        let bytes = std::fs::read(file).unwrap();
+        bytes[e.offset as usize..][..e.len as usize]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect::<Vec<f32>>()
+    };
+    let (a2, a3) = (f32s(&f2), f32s(&f3));
+    assert_ne!(a2, a3);
+    // The same matrix to f32's precision: f32 arithmetic changes the last bits only.
+    let worst = a2
+        .iter()
+        .zip(&a3)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "{worst}");
+    for spec in [&two, &now] {
+        for file in [&f2, &f3] {
+            let (c, v) = verdict(&[s(spec), s(file)]);
+            assert_eq!(c, 0, "{} {}: {v}", spec.display(), file.display());
+        }
+    }
 }
 
 #[test]

@@ -56,25 +56,30 @@ pub enum Flatten {
 /// The generator's format number (SPEC.md §5, docs/determinism.md): the algorithms that
 /// turn a seed into values. Format 2 changed f64 normals (PPND16 with fixed operations in
 /// place of Halley steps on libm's erfc) and orthogonal (reflectors from fresh normals,
-/// blocked); every other initializer's bits are format 1's.
+/// blocked); format 3 forms orthogonal matrices for f32, bf16 and f16 tensors in f32 (as
+/// torch does, in the tensor's dtype). Every other initializer's bits are format 1's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub enum Format {
     /// The first wave's algorithms (`specc_format: 1` in a spec reaches them).
     V1,
-    /// The current algorithms.
-    #[default]
+    /// Format 2: f64 normals by PPND16, orthogonal by blocked reflectors in f64.
     V2,
+    /// The current algorithms: format 2 with orthogonal formed in f32 for tensors narrower
+    /// than f64.
+    #[default]
+    V3,
 }
 
 impl Format {
     /// The format new builds use.
-    pub const CURRENT: Format = Format::V2;
+    pub const CURRENT: Format = Format::V3;
 
     /// Its number, as the metadata records it.
     pub fn number(self) -> u32 {
         match self {
             Format::V1 => 1,
             Format::V2 => 2,
+            Format::V3 => 3,
         }
     }
 
@@ -83,6 +88,7 @@ impl Format {
         match n {
             1 => Some(Format::V1),
             2 => Some(Format::V2),
+            3 => Some(Format::V3),
             _ => None,
         }
     }

@@ -20,7 +20,7 @@ use super::special::{
     inv_norm_cdf_tail_f32, inv_norm_cdf_tail_f64,
 };
 use super::{normal_cdf, Dist, Flatten, Format, Init};
-use crate::model::{Layout, TensorDecl};
+use crate::model::{DType, Layout, TensorDecl};
 
 /// Everything needed to produce any element of one tensor.
 #[derive(Clone, Debug)]
@@ -134,7 +134,7 @@ impl Plan {
                 at: (*units..2 * units).collect(),
             },
             (Init::Orthogonal { gain, flatten }, _) => {
-                orthogonal(values(), &t.shape, *flatten, *gain, t.format)
+                orthogonal(values(), &t.shape, *flatten, *gain, t.format, t.dtype)
             }
             (Init::Sparse { sparsity, std }, _) => Plan::Whole(sparse(t, *sparsity, *std)),
             (
@@ -310,12 +310,7 @@ impl Plan {
 
     /// The source's own bytes for elements `start ..` (`len` bytes), when a tensor read from
     /// a file has the source's dtype and layout: copied as they are.
-    pub fn source_bytes(
-        &self,
-        dtype: crate::model::DType,
-        start: u64,
-        len: usize,
-    ) -> Option<&[u8]> {
+    pub fn source_bytes(&self, dtype: DType, start: u64, len: usize) -> Option<&[u8]> {
         match self {
             Plan::File(b) => b.same_bytes(dtype, start, len),
             _ => None,
@@ -380,7 +375,7 @@ impl Plan {
                     mean + std * inv_norm_cdf_f64(p52(w0, w1))
                 });
             }
-            (Plan::Normal { stream, mean, std }, Format::V2) => {
+            (Plan::Normal { stream, mean, std }, Format::V2 | Format::V3) => {
                 normal_f64(stream, kernel, start, out, |p| p, |z| mean + std * z);
             }
             (
@@ -405,7 +400,7 @@ impl Plan {
                     Format::V1 => with_pairs(stream, kernel, start, out, |w0, w1| {
                         finish(inv_norm_cdf_f64(to_p(p52(w0, w1))))
                     }),
-                    Format::V2 => normal_f64(stream, kernel, start, out, to_p, finish),
+                    Format::V2 | Format::V3 => normal_f64(stream, kernel, start, out, to_p, finish),
                 }
             }
             _ => self.fill_structured(start, out, |x| x),
@@ -778,9 +773,17 @@ fn norm_of(
 
 /// Haar-random (semi-)orthogonal matrix, flattened as the framework does, times `gain`.
 ///
-/// Draw A (max(r, c) × min(r, c)) row-major from the f64 normal stream, Householder QR in
-/// f64, multiply Q's columns by sign(diag R), transpose when r < c.
-fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64, format: Format) -> Plan {
+/// Format 1: draw A (max(r, c) × min(r, c)) row-major from the f64 normal stream,
+/// Householder QR in f64, multiply Q's columns by sign(diag R), transpose when r < c.
+/// Formats 2 and 3: init::orthogonal (in f32 for format 3's tensors narrower than f64).
+fn orthogonal(
+    stream: Stream,
+    shape: &[u64],
+    flatten: Flatten,
+    gain: f64,
+    format: Format,
+    dtype: DType,
+) -> Plan {
     let numel: u64 = shape.iter().product();
     let (rows, cols) = match flatten {
         Flatten::Trailing => (shape[0], numel / shape[0]),
@@ -801,7 +804,18 @@ fn orthogonal(stream: Stream, shape: &[u64], flatten: Flatten, gain: f64, format
             a
         }
         // Format 2: reflectors from fresh normals, Q formed in blocks (init::orthogonal).
-        Format::V2 => super::orthogonal::orthogonal_q(stream, m, n),
+        Format::V2 => super::orthogonal::orthogonal_q::<f64>(stream, m, n),
+        // Format 3: as torch, in the tensor's precision (f32 for bf16 and f16: the
+        // reflector arithmetic needs more than their 8 or 11 bits).
+        // Integer tensors keep format 2's f64 (their values are rounded anyway).
+        Format::V3 => match dtype {
+            DType::F32 | DType::F16 | DType::BF16 => {
+                super::orthogonal::orthogonal_q::<f32>(stream, m, n)
+            }
+            DType::F64 | DType::I64 | DType::I32 | DType::Bool => {
+                super::orthogonal::orthogonal_q::<f64>(stream, m, n)
+            }
+        },
     };
     a.iter_mut().for_each(|x| *x *= gain);
     if rows >= cols {
@@ -1050,9 +1064,14 @@ mod tests {
     fn wide_orthogonal_reads_q_transposed() {
         let stream = Stream::new(5, "wide", "values");
         let (rows, cols) = (3u64, 8u64);
-        let Plan::WholeTransposed { values, .. } =
-            orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0, Format::V1)
-        else {
+        let Plan::WholeTransposed { values, .. } = orthogonal(
+            stream,
+            &[rows, cols],
+            Flatten::Trailing,
+            1.0,
+            Format::V1,
+            DType::F32,
+        ) else {
             panic!("a wide matrix keeps its Q");
         };
         let mut a = vec![0.0f64; 24];
@@ -1064,7 +1083,14 @@ mod tests {
         .fill_f64_in(Format::V1, 0, &mut a);
         let q = qr_q_reference(&mut a, 8, 3);
         assert_eq!(values, q);
-        let plan = orthogonal(stream, &[rows, cols], Flatten::Trailing, 1.0, Format::V1);
+        let plan = orthogonal(
+            stream,
+            &[rows, cols],
+            Flatten::Trailing,
+            1.0,
+            Format::V1,
+            DType::F32,
+        );
         let mut out = vec![0.0f64; 24];
         plan.fill_f64(0, &mut out);
         for r in 0..3 {

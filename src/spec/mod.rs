@@ -142,7 +142,7 @@ pub fn lower(root: &Node, set: &[(String, String)], diags: &mut Diags) -> Option
                     format!("specc_format {} is not one this specc generates", n.value),
                 )
                 .label("format number")
-                .help("write `specc_format: 2` (the current one) or `1` (the first wave's)"),
+                .help("write `specc_format: 3` (the current one), `2`, or `1` (the first wave's)"),
             );
             crate::init::Format::CURRENT
         }),
