@@ -52,7 +52,7 @@ fn main() {
             }
         }
         println!(
-            "orthogonal {rows}x{cols} in {}: median {:.2} s (min {:.2}), threads {}, max|QtQ-I| {worst:.2e} (f32)",
+            "orthogonal {rows}x{cols} in {}: median {:.3} s (min {:.3}), threads {}, max|QtQ-I| {worst:.2e} (f32)",
             if f64_arithmetic { "f64" } else { "f32" },
             times[1],
             times[0],

@@ -627,6 +627,20 @@ fn panel(vp: &mut [f64], p: usize, b: usize, tau: &[f64]) {
     }
 }
 
+/// A block's reflectors, drawn and made ready for its trailing update.
+struct Prepared<R> {
+    /// The panel, p × b, rounded to R (in f64).
+    vp: Vec<f64>,
+    /// Each reflector's τ.
+    tau: Vec<f64>,
+    /// Each reflector's sign(α).
+    sign: Vec<f64>,
+    /// T (b × b), empty for the last block.
+    t: Vec<f64>,
+    /// The panel in R, padded (pp × bp), empty for the last block.
+    vpad: Vec<R>,
+}
+
 /// An m × n (m ≥ n) row-major Haar-random Q (orthonormal columns) from `stream`, held in
 /// `R` (f64: format 2's; f32: format 3's for tensors narrower than f64), in f64.
 pub fn orthogonal_q<R: Real>(stream: Stream, m: usize, n: usize) -> Vec<f64> {
@@ -649,20 +663,20 @@ pub fn orthogonal_q_with<R: Real>(kernel: Kernel, stream: Stream, m: usize, n: u
     let mut a = vec![R::ZERO; strips * span];
     let mut signs = vec![0.0f64; n];
     let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
-    // Reflectors are independent draws: each block's are drawn when it is formed, so the
+    // Reflectors are independent draws: each block's are drawn when it is needed, so the
     // matrix never holds them (Q is formed in `a`, which starts at zero).
-    for &k0 in blocks.iter().rev() {
+    let prepare = |k0: usize| -> Prepared<R> {
         let k1 = (k0 + BLOCK).min(n);
         let (p, b) = (m - k0, k1 - k0);
         let (mut vp, mut tau, sign) = draw_panel(stream, m, k0, k1);
         round_panel::<R>(&mut vp, &mut tau, p, b);
-        signs[k0..k1].copy_from_slice(&sign);
-        let tau = &tau[..];
+        // T, and the panel again with its rows padded to 8 and columns to 8, zeros added:
+        // what the trailing update reads (none for the last block, which has none).
+        let (pp, bp) = (p.next_multiple_of(8), b.next_multiple_of(8));
+        let (mut t, mut vpad) = (Vec::new(), Vec::new());
         if k1 < n {
-            let t = block_t_with(kernel, &vp, p, b, tau);
-            // The panel again with its rows padded to 8 and columns to 8, zeros added.
-            let (pp, bp) = (p.next_multiple_of(8), b.next_multiple_of(8));
-            let mut vpad = vec![R::ZERO; pp * bp];
+            t = block_t_with(kernel, &vp, p, b, &tau);
+            vpad = vec![R::ZERO; pp * bp];
             for i in 0..p {
                 for (x, &v) in vpad[i * bp..i * bp + b]
                     .iter_mut()
@@ -671,23 +685,56 @@ pub fn orthogonal_q_with<R: Real>(kernel: Kernel, stream: Stream, m: usize, n: u
                     *x = R::of(v);
                 }
             }
-            // k0 and k1 are multiples of BLOCK, hence of 8 and of STRIP: the strips right of
-            // the block, rows k0 .. k0 + pp (inside m8), each one task, in place.
-            // Two strips a task: the AVX-512 kernel shares each broadcast of V between them.
-            a[(k1 / STRIP) * span..]
-                .par_chunks_mut(2 * span)
-                .for_each(|pair| {
-                    let rows = k0 * STRIP..(k0 + pp) * STRIP;
-                    let (x, y) = pair.split_at_mut(span.min(pair.len()));
-                    let y = (!y.is_empty()).then(|| &mut y[rows.clone()]);
-                    strips_update(kernel, &mut x[rows], y, &vpad, pp, b, bp, &t);
-                });
         }
-        panel_with(kernel, &mut vp, p, b, tau);
+        Prepared {
+            vp,
+            tau,
+            sign,
+            t,
+            vpad,
+        }
+    };
+    let mut next = blocks.last().map(|&k0| prepare(k0));
+    for (at, &k0) in blocks.iter().enumerate().rev() {
+        let k1 = (k0 + BLOCK).min(n);
+        let (p, b) = (m - k0, k1 - k0);
+        let (pp, bp) = (p.next_multiple_of(8), b.next_multiple_of(8));
+        let Prepared {
+            mut vp,
+            tau,
+            sign,
+            t,
+            vpad,
+        } = next.take().expect("prepared above");
+        signs[k0..k1].copy_from_slice(&sign);
+        // k0 and k1 < n are multiples of BLOCK, hence of 8 and of STRIP: `right` holds the
+        // strips right of the block (none for the last), `left` the block's own.
+        let (left, right) = a.split_at_mut(k1.div_ceil(STRIP) * span);
+        // The trailing update beside the panel's own columns and the next block's draw and
+        // T: none of them reads what another writes, so the bits are those of running them
+        // one after another, and the panel's sequential dorg2r is hidden on two threads.
+        ((), next) = rayon::join(
+            || {
+                if k1 < n {
+                    // Rows k0 .. k0 + pp (inside m8) of each strip, in place, two strips a
+                    // task: the AVX-512 kernel shares each broadcast of V between them.
+                    right.par_chunks_mut(2 * span).for_each(|pair| {
+                        let rows = k0 * STRIP..(k0 + pp) * STRIP;
+                        let (x, y) = pair.split_at_mut(span.min(pair.len()));
+                        let y = (!y.is_empty()).then(|| &mut y[rows.clone()]);
+                        strips_update(kernel, &mut x[rows], y, &vpad, pp, b, bp, &t);
+                    });
+                }
+            },
+            || {
+                panel_with(kernel, &mut vp, p, b, &tau);
+                at.checked_sub(1).map(|i| prepare(blocks[i]))
+            },
+        );
         for i in 0..p {
             for (l, &x) in vp[i * b..(i + 1) * b].iter().enumerate() {
                 let j = k0 + l;
-                a[(j / STRIP) * span + (k0 + i) * STRIP + j % STRIP] = R::of(x);
+                left[(j / STRIP) * span + (k0 + i) * STRIP + j % STRIP] = R::of(x);
             }
         }
     }
