@@ -140,7 +140,7 @@ def orthogonal(shapes):
         picks = [i * n // min(64, n) for i in range(min(64, n))]
         g = q[:, picks].T @ q[:, picks]
         err = (g - torch.eye(len(picks), dtype=torch.float64)).abs().max().item()
-        print(f"torch orthogonal_ {rows}x{cols}: median {times[1]:.2f} s (min {times[0]:.2f}), threads {torch.get_num_threads()}, max|QtQ-I| {err:.2e}")
+        print(f"torch orthogonal_ {rows}x{cols}: median {times[1]:.3f} s (min {times[0]:.3f}), threads {torch.get_num_threads()}, max|QtQ-I| {err:.2e}")
 
 
 def _time(f):

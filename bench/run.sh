@@ -84,10 +84,10 @@ measure "$PY" bench/frameworks.py torch "$SPECC" specs/gpt2-small.yaml "$OUT/ben
 clean
 
 echo
-echo "orthogonal, specc (format 2) beside torch.nn.init.orthogonal_, same threads:"
+echo "orthogonal of an f32 tensor, specc (format 3: Q in f32) beside torch.nn.init.orthogonal_, same threads:"
 cargo build --release --quiet --bench orthogonal
 for threads in 1 $(nproc); do
-  RAYON_NUM_THREADS=$threads cargo bench --quiet --bench orthogonal -- 1024x1024 4096x4096 11008x4096 2>/dev/null | sed 's/^/  specc /'
+  RAYON_NUM_THREADS=$threads cargo bench --quiet --bench orthogonal -- f32 1024x1024 4096x4096 11008x4096 2>/dev/null | sed 's/^/  specc /'
   THREADS=$threads "$PY" bench/frameworks.py orthogonal 1024x1024 4096x4096 11008x4096 | sed 's/^/  /'
 done
 

@@ -116,7 +116,7 @@ pub fn schema() -> Value {
         "properties": {
             "name": {"type": "string", "description": "the model's name"},
             "seed": {"anyOf": [{"type": "integer", "minimum": 0}, expression()], "description": "seed of every tensor's values"},
-            "specc_format": {"enum": [1, 2], "description": "the generator format (docs/determinism.md): 2, the current one, or 1 to reproduce the first wave's f64 normals and orthogonal bit for bit"},
+            "specc_format": {"enum": [1, 2, 3], "description": "the generator format (docs/determinism.md): 3, the current one; 2 to reproduce the last release's orthogonal for f32, bf16 and f16 tensors, 1 the first wave's f64 normals and orthogonal, bit for bit"},
             "dtype": words(&DType::SPEC_NAMES, "element type of every floating-point tensor"),
             "layout": words(&["pytorch", "keras"], "tensor names and storage order"),
             "input": {"anyOf": [{"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, expression()]}}, expression()],
