@@ -20,6 +20,8 @@ pub struct Fields<'a> {
     /// The whole map.
     pub span: Span,
     asked: Vec<&'static str>,
+    /// The required keys reported missing, each with the [`Diags::len`] mark before it.
+    missing: Vec<(String, usize)>,
     /// Where problems go.
     pub diags: &'a mut Diags,
 }
@@ -32,6 +34,7 @@ impl<'a> Fields<'a> {
                 entries,
                 span: node.span,
                 asked: Vec::new(),
+                missing: Vec::new(),
                 diags,
             }),
             other => {
@@ -77,6 +80,7 @@ impl<'a> Fields<'a> {
     /// Reports a missing required key, at the map's first key (a short, one-line label).
     pub fn missing(&mut self, key: &str, example: &str) {
         let at = self.entries.first().map_or(self.span, |e| e.key_span);
+        self.missing.push((key.to_string(), self.diags.len()));
         self.diags.push(
             Diagnostic::error(diag::MISSING_KEY, at, format!("missing `{key}`"))
                 .label(format!("this map needs `{key}`"))
@@ -186,6 +190,9 @@ impl<'a> Fields<'a> {
     }
 
     /// Reports every key not asked for as unknown, except keys that `free` accepts.
+    ///
+    /// A misspelt required key (`unit: 10` where `units` is needed) is one problem, not
+    /// two: the "missing `units`" diagnostic becomes the unknown key's, at the typo.
     pub fn finish_except(self, free: impl Fn(&str) -> bool) {
         for e in self.entries {
             if !self.asked.contains(&e.key.as_str()) && !free(&e.key) {
@@ -197,10 +204,23 @@ impl<'a> Fields<'a> {
                 .label("not a key here");
                 let mut valid: Vec<&str> = self.asked.clone();
                 valid.dedup();
-                d = match did_you_mean(&e.key, valid.iter().copied()) {
+                let meant = did_you_mean(&e.key, valid.iter().copied());
+                d = match meant {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
                     None => d.help(format!("valid keys here: {}", valid.join(", "))),
                 };
+                let missing = meant.and_then(|s| self.missing.iter().find(|(k, _)| k == s));
+                if let Some((key, mark)) = missing {
+                    if let Some(slot) = self.diags.since(*mark).first_mut() {
+                        // The slot is that diagnostic unless it was dropped (poisoned).
+                        if slot.code == diag::MISSING_KEY
+                            && slot.message == format!("missing `{key}`")
+                        {
+                            *slot = d.help(format!("did you mean `{key}`? this map needs it"));
+                            continue;
+                        }
+                    }
+                }
                 self.diags.push(d);
             }
         }
