@@ -5,7 +5,7 @@ use safetensors::Dtype;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Statistics of one tensor.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -144,6 +144,50 @@ fn open_regular(path: &Path) -> Result<Opened, InspectError> {
     Err(InspectError::Io(std::io::Error::other(format!(
         "it is {kind}, not a safetensors file"
     ))))
+}
+
+/// Why a directory names no one checkpoint ([`checkpoint_in`]).
+#[derive(Debug)]
+pub enum DirError {
+    /// It could not be listed.
+    List(std::io::Error),
+    /// It holds no safetensors file and no index.
+    Empty,
+    /// It holds several indexes, or no index and several safetensors files.
+    Several,
+}
+
+impl fmt::Display for DirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirError::List(e) => write!(f, "cannot be listed: {e}"),
+            DirError::Empty => write!(f, "holds no safetensors file or index"),
+            DirError::Several => write!(
+                f,
+                "holds several safetensors files or indexes; name the one to read"
+            ),
+        }
+    }
+}
+
+/// The checkpoint a directory holds, as `save_pretrained` and `specc build` leave one: its
+/// one `*.safetensors.index.json`, else its one `*.safetensors` file.
+pub fn checkpoint_in(dir: &Path) -> Result<PathBuf, DirError> {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(DirError::List)?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .collect();
+    let of = |keep: &dyn Fn(&PathBuf) -> bool| -> Vec<&PathBuf> {
+        entries.iter().filter(|p| keep(p)).collect()
+    };
+    let index = of(&|p| p.to_string_lossy().ends_with(".safetensors.index.json"));
+    let single = of(&|p| p.extension().is_some_and(|e| e == "safetensors"));
+    match (index.as_slice(), single.as_slice()) {
+        ([i], _) => Ok((*i).clone()),
+        ([], [s]) => Ok((*s).clone()),
+        ([], []) => Err(DirError::Empty),
+        _ => Err(DirError::Several),
+    }
 }
 
 /// Reads a safetensors file piece by piece and computes per-tensor statistics (in f64).
@@ -403,5 +447,39 @@ impl Welford {
             Some(self.min),
             Some(self.max),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_names_its_one_index_else_its_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let touch = |name: &str| std::fs::write(at(name), b"").unwrap();
+        assert!(matches!(checkpoint_in(dir.path()), Err(DirError::Empty)));
+        touch("notes.txt");
+        assert!(matches!(checkpoint_in(dir.path()), Err(DirError::Empty)));
+        touch("model-00001-of-00002.safetensors");
+        assert_eq!(
+            checkpoint_in(dir.path()).unwrap(),
+            at("model-00001-of-00002.safetensors")
+        );
+        touch("model-00002-of-00002.safetensors");
+        assert!(matches!(checkpoint_in(dir.path()), Err(DirError::Several)));
+        // An index names the shards, however many.
+        touch("model.safetensors.index.json");
+        assert_eq!(
+            checkpoint_in(dir.path()).unwrap(),
+            at("model.safetensors.index.json")
+        );
+        touch("other.safetensors.index.json");
+        assert!(matches!(checkpoint_in(dir.path()), Err(DirError::Several)));
+        assert!(matches!(
+            checkpoint_in(&at("missing")),
+            Err(DirError::List(_))
+        ));
     }
 }

@@ -91,8 +91,8 @@ pub struct Verdict {
 /// Why verify could not run (exit 2).
 #[derive(Debug)]
 pub enum VerifyError {
-    /// The path holds no safetensors file or index.
-    NoFiles(PathBuf),
+    /// The directory names no one checkpoint.
+    Dir(PathBuf, crate::inspect::DirError),
     /// A file could not be read.
     Read(PathBuf, InspectError),
     /// The index is not a Hugging Face index.
@@ -102,9 +102,7 @@ pub enum VerifyError {
 impl std::fmt::Display for VerifyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            VerifyError::NoFiles(p) => {
-                write!(f, "`{}` holds no safetensors file or index", p.display())
-            }
+            VerifyError::Dir(p, e) => write!(f, "`{}` {e}", p.display()),
             VerifyError::Read(p, e) => write!(f, "cannot read `{}`: {e}", p.display()),
             VerifyError::Index(p, e) => {
                 write!(f, "`{}` is not a safetensors index: {e}", p.display())
@@ -125,27 +123,16 @@ type Difference = (u64, Vec<u8>, Vec<u8>);
 /// in a directory) with the tensors it lists in each, or a directory's one safetensors file.
 pub(crate) fn files(path: &Path) -> Result<Vec<Listed>, VerifyError> {
     let index = if path.is_dir() {
-        let entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| VerifyError::Read(path.into(), InspectError::Io(e)))?
-            .filter_map(|e| Some(e.ok()?.path()))
-            .collect();
-        let idx: Vec<&PathBuf> = entries
-            .iter()
-            .filter(|p| p.to_string_lossy().ends_with(".safetensors.index.json"))
-            .collect();
-        match idx.as_slice() {
-            [i] => (*i).clone(),
-            _ => {
-                let st: Vec<&PathBuf> = entries
-                    .iter()
-                    .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-                    .collect();
-                return match st.as_slice() {
-                    [one] => Ok(vec![((*one).clone(), None)]),
-                    _ => Err(VerifyError::NoFiles(path.into())),
-                };
+        let found = crate::inspect::checkpoint_in(path).map_err(|e| match e {
+            crate::inspect::DirError::List(e) => {
+                VerifyError::Read(path.into(), InspectError::Io(e))
             }
+            e => VerifyError::Dir(path.into(), e),
+        })?;
+        if !found.to_string_lossy().ends_with(".json") {
+            return Ok(vec![(found, None)]);
         }
+        found
     } else if path.to_string_lossy().ends_with(".json") {
         path.to_path_buf()
     } else {

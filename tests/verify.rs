@@ -334,6 +334,27 @@ fn a_format_2_orthogonal_in_f32_is_regenerated_in_format_2() {
 }
 
 #[test]
+fn a_directory_without_one_checkpoint_is_exit_2_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = spec(dir.path(), "a.yaml", &[8, 4], "f32", "he_normal");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = run(&["verify", s(&sp), s(&out)]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o).contains("holds no safetensors file or index"),
+        "{}",
+        text(&o)
+    );
+    build(&sp, &out.join("a.safetensors"), &[]);
+    assert_eq!(code(&run(&["verify", s(&sp), s(&out)])), 0);
+    std::fs::copy(out.join("a.safetensors"), out.join("b.safetensors")).unwrap();
+    let o = run(&["verify", s(&sp), s(&out)]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o).contains("name the one to read"), "{}", text(&o));
+}
+
+#[test]
 fn stats_accept_the_recipe_and_refuse_another() {
     let dir = tempfile::tempdir().unwrap();
     let he = spec(dir.path(), "he.yaml", &[512, 512, 256], "bf16", "he_normal");

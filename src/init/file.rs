@@ -353,34 +353,8 @@ fn open(path: &Path) -> Result<Arc<Source>, String> {
     let mut path = path.to_path_buf();
     if path.is_dir() {
         // A sharded directory: its index, or its one safetensors file.
-        let entries: Vec<PathBuf> = std::fs::read_dir(&path)
-            .map_err(|e| format!("cannot list `{}`: {e}", path.display()))?
-            .filter_map(|e| Some(e.ok()?.path()))
-            .collect();
-        let index: Vec<&PathBuf> = entries
-            .iter()
-            .filter(|p| p.to_string_lossy().ends_with(".safetensors.index.json"))
-            .collect();
-        let single: Vec<&PathBuf> = entries
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-            .collect();
-        path = match (index.as_slice(), single.as_slice()) {
-            ([i], _) => (*i).clone(),
-            ([], [s]) => (*s).clone(),
-            ([], []) => {
-                return Err(format!(
-                    "`{}` holds no safetensors file or index",
-                    path.display()
-                ))
-            }
-            _ => {
-                return Err(format!(
-                    "`{}` holds several safetensors files or indexes; name the one to read",
-                    path.display()
-                ))
-            }
-        };
+        path = crate::inspect::checkpoint_in(&path)
+            .map_err(|e| format!("`{}` {e}", path.display()))?;
     }
     // The canonical path only keys the cache: the path as written decides what the file is
     // and where an index's shards are (a Hugging Face snapshot's files are links to
