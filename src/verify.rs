@@ -500,16 +500,7 @@ fn first_difference(
 
 /// A file value decoded to f64.
 fn decode(dtype: Dtype, b: &[u8]) -> Option<f64> {
-    Some(match dtype {
-        Dtype::F32 => f32::from_le_bytes(b.try_into().ok()?) as f64,
-        Dtype::F64 => f64::from_le_bytes(b.try_into().ok()?),
-        Dtype::F16 => half::f16::from_le_bytes(b.try_into().ok()?).to_f64(),
-        Dtype::BF16 => half::bf16::from_le_bytes(b.try_into().ok()?).to_f64(),
-        Dtype::I64 => i64::from_le_bytes(b.try_into().ok()?) as f64,
-        Dtype::I32 => i32::from_le_bytes(b.try_into().ok()?) as f64,
-        Dtype::BOOL | Dtype::U8 => b[0] as f64,
-        _ => return None,
-    })
+    crate::init::file::SrcType::of_safetensors(dtype).map(|t| (t.decoder())(b))
 }
 
 /// The real numbers that round to `x` in `dtype` (x a value of that dtype): the midpoints

@@ -84,6 +84,40 @@ impl SrcType {
         })
     }
 
+    /// Decodes one element's little-endian bytes (exactly, in f64; a bool as 0 or 1).
+    pub fn decoder(self) -> fn(&[u8]) -> f64 {
+        match self {
+            SrcType::F32 => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            SrcType::F16 => |b| half::f16::from_le_bytes([b[0], b[1]]).to_f64(),
+            SrcType::BF16 => |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f64(),
+            SrcType::F64 => |b| f64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            SrcType::I8 => |b| b[0] as i8 as f64,
+            SrcType::U8 => |b| b[0] as f64,
+            SrcType::Bool => |b| f64::from(u8::from(b[0] != 0)),
+            SrcType::I16 => |b| i16::from_le_bytes([b[0], b[1]]) as f64,
+            SrcType::I32 => |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
+            SrcType::I64 => |b| i64::from_le_bytes(b[..8].try_into().expect("8 bytes")) as f64,
+        }
+    }
+
+    /// The type of a safetensors dtype, if a source may hold it.
+    pub fn of_safetensors(d: safetensors::Dtype) -> Option<SrcType> {
+        use safetensors::Dtype as D;
+        Some(match d {
+            D::F32 => SrcType::F32,
+            D::F16 => SrcType::F16,
+            D::BF16 => SrcType::BF16,
+            D::F64 => SrcType::F64,
+            D::I8 => SrcType::I8,
+            D::I16 => SrcType::I16,
+            D::I32 => SrcType::I32,
+            D::I64 => SrcType::I64,
+            D::U8 => SrcType::U8,
+            D::BOOL => SrcType::Bool,
+            _ => return None,
+        })
+    }
+
     fn name(self) -> &'static str {
         match self {
             SrcType::F32 => "f32",
@@ -204,23 +238,6 @@ fn map(path: &Path) -> Result<Arc<Mapped>, String> {
     }))
 }
 
-fn safetensors_type(d: safetensors::Dtype) -> Option<SrcType> {
-    use safetensors::Dtype as D;
-    Some(match d {
-        D::F32 => SrcType::F32,
-        D::F16 => SrcType::F16,
-        D::BF16 => SrcType::BF16,
-        D::F64 => SrcType::F64,
-        D::I8 => SrcType::I8,
-        D::I16 => SrcType::I16,
-        D::I32 => SrcType::I32,
-        D::I64 => SrcType::I64,
-        D::U8 => SrcType::U8,
-        D::BOOL => SrcType::Bool,
-        _ => return None,
-    })
-}
-
 fn open_safetensors(path: &Path) -> Result<Source, String> {
     let file = map(path)?;
     let st = safetensors::SafeTensors::deserialize(&file.map)
@@ -228,7 +245,7 @@ fn open_safetensors(path: &Path) -> Result<Source, String> {
     let base = file.map.as_ptr() as usize;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
-        let Some(dtype) = safetensors_type(view.dtype()) else {
+        let Some(dtype) = SrcType::of_safetensors(view.dtype()) else {
             continue; // a type specc cannot cast (f8, u64...): refused if asked for
         };
         let shape = view.shape().iter().map(|&d| d as u64).collect();
@@ -508,28 +525,21 @@ impl Bound {
     fn value(&self, k: usize) -> f64 {
         let size = self.dtype.size();
         let o = self.offset + k * size;
-        let b = &self.file.map[o..o + size];
-        match self.dtype {
-            SrcType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-            SrcType::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f64(),
-            SrcType::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f64(),
-            SrcType::F64 => f64::from_le_bytes(b.try_into().expect("8 bytes")),
-            SrcType::I8 => b[0] as i8 as f64,
-            SrcType::U8 => b[0] as f64,
-            SrcType::Bool => f64::from(u8::from(b[0] != 0)),
-            SrcType::I16 => i16::from_le_bytes([b[0], b[1]]) as f64,
-            SrcType::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-            SrcType::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
-        }
+        (self.dtype.decoder())(&self.file.map[o..o + size])
+    }
+
+    /// The mapped bytes of elements `start .. start + n` of an untransposed source.
+    fn contiguous(&self, start: u64, n: usize) -> &[u8] {
+        let size = self.dtype.size();
+        let o = self.offset + start as usize * size;
+        &self.file.map[o..o + n * size]
     }
 
     /// Elements `start ..` as f32 (rounded to nearest from wider types).
     pub fn fill_f32(&self, start: u64, out: &mut [f32]) {
         if !self.transpose {
             // Contiguous: decode straight from the mapped bytes.
-            let size = self.dtype.size();
-            let o = self.offset + start as usize * size;
-            let src = &self.file.map[o..o + out.len() * size];
+            let src = self.contiguous(start, out.len());
             match self.dtype {
                 SrcType::F32 => {
                     for (d, s) in out.iter_mut().zip(src.chunks_exact(4)) {
@@ -549,7 +559,13 @@ impl Bound {
                     }
                     return;
                 }
-                _ => {}
+                _ => {
+                    let decode = self.dtype.decoder();
+                    for (d, s) in out.iter_mut().zip(src.chunks_exact(self.dtype.size())) {
+                        *d = decode(s) as f32;
+                    }
+                    return;
+                }
             }
         }
         for (j, d) in out.iter_mut().enumerate() {
@@ -559,6 +575,15 @@ impl Bound {
 
     /// Elements `start ..` as f64.
     pub fn fill_f64(&self, start: u64, out: &mut [f64]) {
+        if !self.transpose {
+            // Contiguous: one decoder, straight over the mapped bytes.
+            let decode = self.dtype.decoder();
+            let src = self.contiguous(start, out.len());
+            for (d, s) in out.iter_mut().zip(src.chunks_exact(self.dtype.size())) {
+                *d = decode(s);
+            }
+            return;
+        }
         for (j, d) in out.iter_mut().enumerate() {
             *d = self.value(self.at(start + j as u64));
         }
