@@ -198,12 +198,12 @@ pub fn hf(text: &str, source: &str, template: Option<&str>) -> Result<Imported, 
         .cloned();
     let mut lines: Vec<String> = template.lines().map(str::to_string).collect();
     let mut from_config = Vec::new();
+    // transformers writes `num_labels` as the map `id2label`; its size is the count.
+    let labels = obj
+        .get("id2label")
+        .and_then(|m| m.as_object())
+        .map(|m| serde_json::Value::from(m.len()));
     for v in var_lines(template) {
-        // transformers writes `num_labels` as the map `id2label`; its size is the count.
-        let labels = obj
-            .get("id2label")
-            .and_then(|m| m.as_object())
-            .map(|m| serde_json::Value::from(m.len()));
         let value = match v.key.as_str() {
             "architecture" => architecture.as_ref(),
             "num_labels" => obj.get("num_labels").or(labels.as_ref()),
