@@ -880,13 +880,23 @@ fn evaluate(
     get: &dyn Fn(&str, &mut Diags) -> Option<Val>,
     diags: &mut Diags,
 ) -> Option<Val> {
-    let expr = match Expr::parse(text) {
-        Ok(e) => e,
+    match Expr::parse(text) {
+        Ok(e) => evaluate_parsed(&e, span, known, get, diags),
         Err(e) => {
             report(span, &e, diags);
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// [`evaluate`] of an expression already parsed.
+fn evaluate_parsed(
+    expr: &Expr,
+    span: Span,
+    known: &dyn Fn(&str) -> bool,
+    get: &dyn Fn(&str, &mut Diags) -> Option<Val>,
+    diags: &mut Diags,
+) -> Option<Val> {
     let mut values: HashMap<String, Option<Val>> = HashMap::new();
     for (n, _) in expr.free_vars() {
         if !values.contains_key(&n) && known(&n) {
@@ -1085,8 +1095,8 @@ fn resolve(
         })));
     }
     let bound = scope.bound.clone();
-    evaluate(
-        text,
+    evaluate_parsed(
+        &expr,
         span,
         &|n| vars.has(n) || bound.iter().any(|(b, _)| b == n),
         &|n, d| match bound.iter().find(|(b, _)| b == n) {
