@@ -101,6 +101,8 @@ pub struct Cx<'a> {
     pub dtype: DType,
     /// The spec's seed.
     pub seed: u64,
+    /// The spec's generator format.
+    pub format: crate::init::Format,
     /// Path segments of the layer's parent.
     pub parent: Vec<String>,
     /// The layer's own name segment.
@@ -371,8 +373,7 @@ impl Cx<'_> {
             trainable,
             zeroed: d.zeroed,
             seed: seed.unwrap_or(self.seed),
-            // The spec's format is set on every tensor once resolved.
-            format: crate::init::Format::CURRENT,
+            format: self.format,
             span,
         })
     }

@@ -125,16 +125,12 @@ pub fn resolve(spec: &Spec, force_dtype: Option<DType>, diags: &mut Diags) -> Mo
             .help("check the layer sizes for a typo"),
         );
     }
-    let mut tensors = w.tensors;
-    for t in &mut tensors {
-        t.format = spec.format;
-    }
     Model {
         name: spec.name.value.clone(),
         format: spec.format,
         layout: spec.layout,
         seed: spec.seed,
-        tensors,
+        tensors: w.tensors,
         ties: w.ties,
         flow: w.flow,
         lint_levels: spec
@@ -223,6 +219,7 @@ impl Walker<'_> {
                 layout: self.spec.layout,
                 dtype,
                 seed: self.spec.seed,
+                format: self.spec.format,
                 parent: parent.to_vec(),
                 name,
                 layer,
