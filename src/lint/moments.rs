@@ -98,29 +98,28 @@ pub fn first_moment(t: &TensorDecl) -> f64 {
     }
 }
 
-/// Simpson's rule on [−10, 10] with 800 intervals: the nodes t_k and their weights times
-/// the standard normal density (computed once: a deep spec asks for thousands of means).
+/// Simpson's rule on [−10, 10] with `n` (even) intervals: each node and its weight, so
+/// that Σ w·f(t) ≈ ∫ f.
+fn simpson(n: usize) -> impl Iterator<Item = (f64, f64)> {
+    let (lo, hi) = (-10.0f64, 10.0f64);
+    let h = (hi - lo) / n as f64;
+    (0..=n).map(move |k| {
+        let w = if k == 0 || k == n {
+            1.0
+        } else if k % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        };
+        (lo + k as f64 * h, w * h / 3.0)
+    })
+}
+
+/// Simpson's 800 intervals with their weights times the standard normal density (computed
+/// once: a deep spec asks for thousands of means).
 fn simpson_nodes() -> &'static [(f64, f64)] {
     static NODES: std::sync::OnceLock<Vec<(f64, f64)>> = std::sync::OnceLock::new();
-    NODES.get_or_init(|| {
-        let n = 800;
-        let (lo, hi) = (-10.0f64, 10.0f64);
-        let h = (hi - lo) / n as f64;
-        (0..=n)
-            .map(|k| {
-                let t = lo + k as f64 * h;
-                let w = if k == 0 || k == n {
-                    1.0
-                } else if k % 2 == 1 {
-                    4.0
-                } else {
-                    2.0
-                };
-                let pdf = (-0.5 * t * t).exp() / (2.0 * std::f64::consts::PI).sqrt();
-                (t, w * pdf * h / 3.0)
-            })
-            .collect()
-    })
+    NODES.get_or_init(|| simpson(800).map(|(t, w)| (t, w * std_pdf(t))).collect())
 }
 
 /// E[f(z)] for z ~ N(mu, var), by Simpson's rule on ±10σ (f(mu) when var is 0).
@@ -259,27 +258,12 @@ pub fn max_of_normals(n: u64) -> (f64, f64) {
     }
     let n = n as f64;
     // The max's density: n·φ(x)·Φ(x)^(n−1).
-    let dens = |x: f64| {
-        let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-        n * pdf * normal_cdf(x).powf(n - 1.0)
-    };
-    let steps = 4000;
-    let (lo, hi) = (-10.0f64, 10.0f64);
-    let h = (hi - lo) / steps as f64;
+    let dens = |x: f64| n * std_pdf(x) * normal_cdf(x).powf(n - 1.0);
     let (mut m1, mut m2) = (0.0, 0.0);
-    for k in 0..=steps {
-        let x = lo + k as f64 * h;
-        let w = if k == 0 || k == steps {
-            1.0
-        } else if k % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        };
+    for (x, w) in simpson(4000) {
         m1 += w * x * dens(x);
         m2 += w * x * x * dens(x);
     }
-    let (m1, m2) = (m1 * h / 3.0, m2 * h / 3.0);
     (m1, m2 - m1 * m1)
 }
 
