@@ -21,6 +21,7 @@ use super::special::{
 };
 use super::{normal_cdf, Dist, Flatten, Format, Init};
 use crate::model::{DType, Layout, TensorDecl};
+use rayon::prelude::*;
 
 /// Everything needed to produce any element of one tensor.
 #[derive(Clone, Debug)]
@@ -317,13 +318,9 @@ impl Plan {
         }
     }
 
-    /// Elements `start .. start + out.len()` in f64 (for f64 tensors), current format.
-    pub fn fill_f64(&self, start: u64, out: &mut [f64]) {
-        self.fill_f64_in(Format::CURRENT, start, out)
-    }
-
-    /// [`Plan::fill_f64`] as generator `format` makes them (format 1's f64 normals take
-    /// Halley steps on libm's erfc; format 2's are PPND16).
+    /// Elements `start .. start + out.len()` in f64 (for f64 tensors) as generator `format`
+    /// makes them (format 1's f64 normals take Halley steps on libm's erfc; format 2's are
+    /// PPND16): the tensor's own format, `TensorDecl::format`.
     pub fn fill_f64_in(&self, format: Format, start: u64, out: &mut [f64]) {
         self.fill_f64_with(Kernel::best(), format, start, out)
     }
@@ -817,7 +814,10 @@ fn orthogonal(
             }
         },
     };
-    a.iter_mut().for_each(|x| *x *= gain);
+    // Exact for gain 1, the default: skip the pass over a model-sized matrix.
+    if gain != 1.0 {
+        a.par_iter_mut().for_each(|x| *x *= gain);
+    }
     if rows >= cols {
         Plan::Whole(a)
     } else {
@@ -1085,7 +1085,7 @@ mod tests {
         let q = qr_q_reference(&mut a, 8, 3);
         assert_eq!(*values, q);
         let mut out = vec![0.0f64; 24];
-        plan.fill_f64(0, &mut out);
+        plan.fill_f64_in(Format::V1, 0, &mut out);
         for r in 0..3 {
             for c in 0..8 {
                 assert_eq!(out[r * 8 + c], q[c * 3 + r], "({r}, {c})");
