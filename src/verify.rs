@@ -681,13 +681,7 @@ fn orthogonality(
     if numel == 0 {
         return Ok(0.0);
     }
-    let (rows, cols) = match flatten {
-        crate::init::Flatten::Trailing => (t.shape[0], numel / t.shape[0].max(1)),
-        crate::init::Flatten::Leading => {
-            let last = *t.shape.last().unwrap_or(&1);
-            (numel / last.max(1), last)
-        }
-    };
+    let (rows, cols) = flatten.matrix(&t.shape);
     let by_rows = rows <= cols;
     let (count, len) = if by_rows { (rows, cols) } else { (cols, rows) };
     let k = count.min(64);

@@ -53,6 +53,23 @@ pub enum Flatten {
     Leading,
 }
 
+impl Flatten {
+    /// The (rows, columns) of the matrix a tensor of `shape` is flattened to.
+    pub fn matrix(self, shape: &[u64]) -> (u64, u64) {
+        let numel: u64 = shape.iter().product();
+        match self {
+            Flatten::Trailing => {
+                let first = shape.first().copied().unwrap_or(1);
+                (first, numel / first.max(1))
+            }
+            Flatten::Leading => {
+                let last = shape.last().copied().unwrap_or(1);
+                (numel / last.max(1), last)
+            }
+        }
+    }
+}
+
 /// The generator's format number (SPEC.md §5, docs/determinism.md): the algorithms that
 /// turn a seed into values. Format 2 changed f64 normals (PPND16 with fixed operations in
 /// place of Halley steps on libm's erfc) and orthogonal (reflectors from fresh normals,

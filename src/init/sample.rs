@@ -781,11 +781,7 @@ fn orthogonal(
     format: Format,
     dtype: DType,
 ) -> Plan {
-    let numel: u64 = shape.iter().product();
-    let (rows, cols) = match flatten {
-        Flatten::Trailing => (shape[0], numel / shape[0]),
-        Flatten::Leading => (numel / shape[shape.len() - 1], shape[shape.len() - 1]),
-    };
+    let (rows, cols) = flatten.matrix(shape);
     let (m, n) = (rows.max(cols) as usize, rows.min(cols) as usize);
     let mut a = match format {
         // Format 1: Householder QR of an m × n matrix of normals, Q formed column by column.

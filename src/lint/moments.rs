@@ -1,6 +1,6 @@
 //! Second moments of initializers and of activations of Gaussian inputs.
 
-use crate::init::{normal_cdf, Dist, Flatten, Init};
+use crate::init::{normal_cdf, Dist, Init};
 use crate::layers::Activation;
 use crate::model::TensorDecl;
 
@@ -27,11 +27,8 @@ pub fn second_moment(t: &TensorDecl) -> f64 {
             match &t.init {
                 Init::Orthogonal { gain, flatten } => {
                     // Every row (or column) of the flattened matrix has unit norm.
-                    let rows = match flatten {
-                        Flatten::Trailing => first,
-                        Flatten::Leading => numel / last,
-                    };
-                    gain * gain * rows.min(numel / rows) / numel
+                    let (rows, cols) = flatten.matrix(&t.shape);
+                    gain * gain * rows.min(cols) as f64 / numel
                 }
                 Init::Identity { gain } => gain * gain * first.min(last) / numel,
                 Init::Dirac { groups } => {
