@@ -177,11 +177,14 @@ pub fn checkpoint_in(dir: &Path) -> Result<PathBuf, DirError> {
         .map_err(DirError::List)?
         .filter_map(|e| Some(e.ok()?.path()))
         .collect();
-    let of = |keep: &dyn Fn(&PathBuf) -> bool| -> Vec<&PathBuf> {
-        entries.iter().filter(|p| keep(p)).collect()
-    };
-    let index = of(&|p| p.to_string_lossy().ends_with(".safetensors.index.json"));
-    let single = of(&|p| p.extension().is_some_and(|e| e == "safetensors"));
+    let index: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".safetensors.index.json"))
+        .collect();
+    let single: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
     match (index.as_slice(), single.as_slice()) {
         ([i], _) => Ok((*i).clone()),
         ([], [s]) => Ok((*s).clone()),
